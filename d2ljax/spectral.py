@@ -1,0 +1,92 @@
+"""Amplitude and phase of 2-D Fourier spectra, safe to differentiate.
+
+D2LNet edits the amplitude |X| and phase angle(X) of feature-map spectra. Two numerical
+traps (see spec/architecture.md, "Numerical care") are handled here once for everyone:
+
+* Bins that are mathematically real for a real input (row 0 and row H/2 crossed with
+  column 0 and column W/2, the halves only when even) carry rounding-level imaginary parts
+  from FFT libraries. A negative such bin then has phase +pi or -pi at random, and the
+  phase convolutions turn that 2*pi jump into visible output differences. We set their
+  imaginary part to exactly +0, so their phase is exactly 0 or +pi.
+* `jnp.abs` and `jnp.angle` have NaN gradients at 0, which constant or all-zero feature
+  maps produce. `amplitude` and `phase` return the same values but zero gradients there.
+
+All functions take channels-last arrays (N, H, W, C) and transform over axes 1 and 2.
+"""
+from __future__ import annotations
+
+import functools
+
+import jax.numpy as jnp
+import numpy as np
+from jax import lax
+
+AXES = (1, 2)
+
+
+@functools.lru_cache(maxsize=None)
+def real_bins_mask(height: int, width: int, onesided: bool) -> np.ndarray:
+    """Boolean (H, W') mask of the bins that are exactly real for a real H x W input.
+
+    W' is W for a full FFT and W // 2 + 1 for a one-sided (real) FFT.
+    """
+    rows = [0] + ([height // 2] if height % 2 == 0 else [])
+    cols = [0] + ([width // 2] if width % 2 == 0 else [])
+    mask = np.zeros((height, width // 2 + 1 if onesided else width), dtype=bool)
+    mask[np.ix_(rows, cols)] = True
+    return mask
+
+
+def _with_exact_real_bins(spectrum: jnp.ndarray, width: int, onesided: bool) -> jnp.ndarray:
+    """Sets the imaginary part of the real bins to +0 (the values elsewhere are untouched)."""
+    mask = real_bins_mask(spectrum.shape[1], width, onesided)[None, :, :, None]
+    return lax.complex(spectrum.real, jnp.where(mask, jnp.zeros((), spectrum.real.dtype), spectrum.imag))
+
+
+def fft2(x: jnp.ndarray) -> jnp.ndarray:
+    """Full, unnormalised 2-D FFT of a real (N, H, W, C) map, real bins made exactly real."""
+    x = _at_least_float32(x)
+    return _with_exact_real_bins(jnp.fft.fft2(x, axes=AXES), x.shape[2], onesided=False)
+
+
+def rfft2(x: jnp.ndarray) -> jnp.ndarray:
+    """One-sided, unnormalised 2-D FFT of a real (N, H, W, C) map, real bins made exactly real."""
+    x = _at_least_float32(x)
+    return _with_exact_real_bins(jnp.fft.rfft2(x, axes=AXES), x.shape[2], onesided=True)
+
+
+def ifft2_real(spectrum: jnp.ndarray) -> jnp.ndarray:
+    """Real part of the inverse full 2-D FFT (with the usual 1/(H W) factor)."""
+    return jnp.fft.ifft2(spectrum, axes=AXES).real
+
+
+def irfft2(spectrum: jnp.ndarray, height: int, width: int) -> jnp.ndarray:
+    """Inverse one-sided 2-D FFT to an explicit (H, W), so odd widths keep their last column."""
+    return jnp.fft.irfft2(spectrum, s=(height, width), axes=AXES)
+
+
+def _nonzero(z: jnp.ndarray) -> jnp.ndarray:
+    return (z.real != 0) | (z.imag != 0)
+
+
+def amplitude(z: jnp.ndarray) -> jnp.ndarray:
+    """|z|, equal to `jnp.abs`, with a zero (not NaN) gradient where z == 0."""
+    nz = _nonzero(z)
+    return jnp.where(nz, jnp.abs(jnp.where(nz, z, jnp.ones((), z.dtype))), 0)
+
+
+def phase(z: jnp.ndarray) -> jnp.ndarray:
+    """angle(z) in (-pi, pi], equal to `jnp.angle`, with a zero (not NaN) gradient where z == 0."""
+    nz = _nonzero(z)
+    return jnp.where(nz, jnp.angle(jnp.where(nz, z, jnp.ones((), z.dtype))),
+                     jnp.angle(lax.stop_gradient(z)))
+
+
+def from_polar(amp: jnp.ndarray, pha: jnp.ndarray) -> jnp.ndarray:
+    """amp * exp(i pha) as a complex array."""
+    return lax.complex(amp * jnp.cos(pha), amp * jnp.sin(pha))
+
+
+def _at_least_float32(x: jnp.ndarray) -> jnp.ndarray:
+    """FFTs run in float32 (or float64 under x64); jnp's FFTs do not accept bfloat16."""
+    return x.astype(jnp.promote_types(x.dtype, jnp.float32))
