@@ -146,7 +146,7 @@ def from_torch(source, param_key: str | None = None, dtype=None) -> tuple[D2LNet
 
 def _torch_shape(flax_shape) -> tuple:
     """The torch layout of a Flax leaf's shape (kernels are (kh, kw, in, out) here)."""
-    return tuple(np.array(flax_shape)[[3, 2, 0, 1]]) if len(flax_shape) == 4 else tuple(flax_shape)
+    return tuple(int(flax_shape[i]) for i in (3, 2, 0, 1)) if len(flax_shape) == 4 else tuple(flax_shape)
 
 
 def main(argv: list[str]) -> int:

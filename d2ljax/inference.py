@@ -1,0 +1,49 @@
+"""Running a D2LNet on uint8 images, the way the evaluation protocol measures them.
+
+The network sees float images in [0, 1]; its restored image is clipped to [0, 1], scaled by
+255 and rounded to uint8 before any metric (spec/protocol.md, "Images").
+"""
+from __future__ import annotations
+
+import functools
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+
+from d2ljax.model import D2LNet
+
+
+@functools.lru_cache(maxsize=None)
+def _restore_fn(model: D2LNet):
+    """One jitted function per model; XLA compiles it once per input shape."""
+
+    @jax.jit
+    def restore(variables, images_uint8):
+        x = images_uint8.astype(jnp.float32) / 255.0
+        out_2 = model.apply(variables, x)[3]
+        return to_uint8(out_2)
+
+    return restore
+
+
+def to_uint8(x: jnp.ndarray) -> jnp.ndarray:
+    """[0, 1] floats -> uint8: clip, scale by 255, round half to even (the protocol's rule)."""
+    return jnp.round(jnp.clip(x, 0.0, 1.0) * 255.0).astype(jnp.uint8)
+
+
+def restore_batch(model: D2LNet, variables, images: np.ndarray) -> np.ndarray:
+    """Restores a (N, H, W, C) uint8 batch; C must equal the model's in_chn."""
+    images = np.asarray(images)
+    if images.dtype != np.uint8 or images.ndim != 4:
+        raise ValueError(f"expected a (N, H, W, C) uint8 batch, got {images.dtype} {images.shape}")
+    if images.shape[-1] != model.in_chn:
+        raise ValueError(f"the model restores {model.in_chn}-channel images; got {images.shape[-1]} channels")
+    return np.asarray(_restore_fn(model)(variables, images))
+
+
+def restore_uint8(model: D2LNet, variables, image: np.ndarray) -> np.ndarray:
+    """Restores one uint8 image (H x W, H x W x 1 or H x W x 3), returned in the same shape."""
+    image = np.asarray(image)
+    batch = image[None, :, :, None] if image.ndim == 2 else image[None]
+    return restore_batch(model, variables, batch)[0].reshape(image.shape)
