@@ -1,0 +1,230 @@
+"""d2ljax.data: Pillow-identical in-graph JPEG, augmentations, determinism, sharding, bad input."""
+import io
+import logging
+from pathlib import Path
+
+import numpy as np
+import pytest
+import tensorflow as tf
+from PIL import Image
+
+from d2ljax import data
+from d2ljax.imageio import ImageError
+from d2ljax.metrics import rgb_to_y
+
+DATA = Path(__file__).resolve().parents[1].parent / "shared" / "data"
+SINGLE = dict(process_index=0, process_count=1)
+
+
+def pillow_jpeg(image: np.ndarray, qf: int) -> np.ndarray:
+    """The protocol's reference: Pillow encode (4:2:0 for colour, one component for gray) + decode."""
+    buffer = io.BytesIO()
+    Image.fromarray(image).save(buffer, "JPEG", quality=qf, subsampling=2 if image.ndim == 3 else 0)
+    return np.asarray(Image.open(buffer))
+
+
+def photo_crops(mode: str):
+    """Odd and even sized crops of a shipped photo, as uint8 HxWxC."""
+    photo = np.asarray(Image.open(data.SAMPLE_PHOTOS_DIR / "astronaut.png").convert("RGB"))
+    crops = [photo[:256, :256], photo[100:117, 200:209], photo[7:270, 33:134], photo[300:301, 5:6]]
+    return [c if mode == "color" else rgb_to_y(c)[..., None] for c in map(np.ascontiguousarray, crops)]
+
+
+def to_uint8(batch: np.ndarray) -> np.ndarray:
+    return np.round(batch * 255).astype(np.uint8)
+
+
+def write_images(folder: Path, values, size=(40, 40)) -> list[Path]:
+    """Constant gray PNGs, one per value, named so that their listing order is the values' order."""
+    folder.mkdir(exist_ok=True)
+    paths = []
+    for j, v in enumerate(values):
+        paths.append(folder / f"{j:03d}.png")
+        Image.fromarray(np.full(size, v, np.uint8)).save(paths[-1])
+    return paths
+
+
+@pytest.mark.parametrize("mode", ["color", "gray"])
+def test_jpeg_equals_pillow_eagerly(mode):
+    for crop in photo_crops(mode):
+        for qf in (1, 10, 37, 95):
+            got = data.jpeg(tf.constant(crop), qf).numpy()
+            np.testing.assert_array_equal(got[..., 0] if mode == "gray" else got,
+                                          pillow_jpeg(crop[..., 0] if mode == "gray" else crop, qf),
+                                          err_msg=f"{mode} {crop.shape} QF {qf}")
+
+
+@pytest.mark.parametrize("mode", ["color", "gray"])
+def test_jpeg_equals_pillow_inside_tf_data(mode):
+    crops, qfs = photo_crops(mode), (5, 20, 60, 100)
+    cases = [(c, q) for c in crops for q in qfs]
+    ds = tf.data.Dataset.from_generator(lambda: iter(cases), output_signature=(
+        tf.TensorSpec([None, None, crops[0].shape[-1]], tf.uint8), tf.TensorSpec([], tf.int32)))
+    ds = ds.map(data.jpeg, num_parallel_calls=2)
+    for (crop, qf), got in zip(cases, ds.as_numpy_iterator()):
+        image = crop[..., 0] if mode == "gray" else crop
+        np.testing.assert_array_equal(got[..., 0] if mode == "gray" else got, pillow_jpeg(image, qf),
+                                      err_msg=f"{mode} {crop.shape} QF {qf}")
+
+
+def test_rgb_to_gray_is_the_protocols_rounded_y_for_every_colour():
+    for red in np.array_split(np.arange(256), 4):
+        rgb = np.stack(np.meshgrid(red, np.arange(256), np.arange(256), indexing="ij"), -1)
+        rgb = rgb.reshape(-1, 256, 3).astype(np.uint8)
+        np.testing.assert_array_equal(data.rgb_to_gray(tf.constant(rgb)).numpy()[..., 0], rgb_to_y(rgb))
+
+
+def test_dihedral_gives_the_8_flips_and_rotations():
+    image = np.arange(5 * 5 * 2, dtype=np.uint8).reshape(5, 5, 2)
+    expected = {np.rot90(f, k).tobytes() for f in (image, image[:, ::-1]) for k in range(4)}
+    got = {data.dihedral(tf.constant(image), tf.constant(k)).numpy().tobytes() for k in range(8)}
+    assert got == expected
+
+
+def test_pad_to_reflects_bottom_and_right():
+    image = np.random.default_rng(0).integers(0, 256, (5, 9, 3), dtype=np.uint8)
+    np.testing.assert_array_equal(data.pad_to(tf.constant(image), 8).numpy(),
+                                  np.pad(image, [(0, 3), (0, 0), (0, 0)], mode="reflect"))
+
+
+def test_draw_qf_follows_the_blind_recipe():
+    qfs, seeds = (10, 20, 30, 40, 50, 60), tf.data.Dataset.range(4000)
+    blind = seeds.map(lambda i: data.draw_qf(tf.stack([i, i]), qfs, (8, 96), 0.25))
+    drawn = np.array(list(blind.as_numpy_iterator()))
+    assert 8 <= drawn.min() and drawn.max() <= 96
+    off_set = np.mean(~np.isin(drawn, qfs))
+    assert 0.2 < off_set < 0.27, off_set  # 0.25 * (1 - 6/89) expected
+    assert set(np.unique(drawn[np.isin(drawn, qfs)])) == set(qfs)
+    fixed = seeds.take(50).map(lambda i: data.draw_qf(tf.stack([i, i]), (30,), None, 1.0))
+    assert set(fixed.as_numpy_iterator()) == {30}
+
+
+@pytest.mark.parametrize("mode", ["color", "gray"])
+def test_pairs_are_float_nhwc_and_degraded_is_pillows_jpeg_of_clean(mode):
+    batches = data.make_train_iterator(batch_size=4, patch_size=48, mode=mode, qf=20, **SINGLE)
+    degraded, clean = next(batches)
+    channels = 3 if mode == "color" else 1
+    assert degraded.shape == clean.shape == (4, 48, 48, channels)
+    assert degraded.dtype == clean.dtype == np.float32
+    assert 0 <= clean.min() and clean.max() <= 1
+    for d, c in zip(to_uint8(degraded), to_uint8(clean)):
+        np.testing.assert_array_equal(d.squeeze(-1) if mode == "gray" else d,
+                                      pillow_jpeg(c.squeeze(-1) if mode == "gray" else c, 20))
+    if mode == "gray":  # Gray patches come from the protocol's Y: studio range.
+        assert 16 <= to_uint8(clean).min() and to_uint8(clean).max() <= 235
+    assert not tf.config.get_visible_devices("GPU")
+
+
+def test_misaligned_patches_are_crops_of_a_larger_jpeg():
+    batches = data.make_train_iterator(batch_size=8, patch_size=32, qf=10, misalign=1.0, **SINGLE)
+    degraded, clean = next(batches)
+    assert degraded.shape == clean.shape == (8, 32, 32, 3)
+    aligned = [np.array_equal(d, pillow_jpeg(c, 10)) for d, c in zip(to_uint8(degraded), to_uint8(clean))]
+    assert not all(aligned)  # offsets other than 0 and 8 break the identity
+
+
+def test_same_seed_same_batches_and_resume_at_a_step():
+    kwargs = dict(batch_size=3, patch_size=32, qf=(10, 30), misalign=0.5, **SINGLE)
+    first = [b for _, b in zip(range(4), data.make_train_iterator(seed=7, **kwargs))]
+    again = [b for _, b in zip(range(4), data.make_train_iterator(seed=7, **kwargs))]
+    other = next(data.make_train_iterator(seed=8, **kwargs))
+    resumed = next(data.make_train_iterator(seed=7, start_step=3, **kwargs))
+    for a, b in zip(first, again):
+        np.testing.assert_array_equal(a[0], b[0])
+        np.testing.assert_array_equal(a[1], b[1])
+    np.testing.assert_array_equal(resumed[1], first[3][1])
+    np.testing.assert_array_equal(resumed[0], first[3][0])
+    assert not np.array_equal(other[1], first[0][1])
+
+
+def test_processes_read_disjoint_shares_and_each_epoch_is_a_permutation(tmp_path):
+    values = list(range(10, 250, 20))  # 12 images, told apart by their constant value
+    write_images(tmp_path / "imgs", values)
+    seen = []
+    for index in range(3):
+        batches = data.make_train_iterator(str(tmp_path / "imgs"), batch_size=4, patch_size=16,
+                                           mode="gray", qf=90, process_index=index, process_count=3)
+        clean = np.concatenate([next(batches)[1] for _ in range(2)])  # two epochs of 4 images
+        ids = to_uint8(clean)[:, 0, 0, 0].tolist()
+        assert sorted(ids[:4]) == sorted(ids[4:]) == values[index::3]
+        seen.append(set(ids))
+    assert set.union(*seen) == set(values) and sum(map(len, seen)) == len(values)
+
+
+@pytest.mark.parametrize("mode", ["color", "gray"])
+def test_decoding_per_sample_gives_the_same_batches_as_the_cache(tmp_path, mode):
+    photo = Image.open(data.SAMPLE_PHOTOS_DIR / "chelsea.png")
+    photo.save(tmp_path / "colour.jpg", quality=95)
+    photo.convert("L").save(tmp_path / "gray.png")
+    kwargs = dict(batch_size=4, patch_size=40, mode=mode, qf=15, **SINGLE)
+    cached = next(data.make_train_iterator(str(tmp_path), **kwargs))
+    streamed = next(data.make_train_iterator(str(tmp_path), cache_budget_mb=0, **kwargs))
+    np.testing.assert_array_equal(cached[1], streamed[1])
+    np.testing.assert_array_equal(cached[0], streamed[0])
+
+
+def test_small_images_are_padded_and_tiny_ones_skipped(tmp_path, caplog):
+    write_images(tmp_path, [50], size=(20, 30))
+    write_images(tmp_path / "tiny", [60], size=(10, 40))
+    source = [str(tmp_path), str(tmp_path / "tiny")]
+    with caplog.at_level(logging.WARNING, logger="d2ljax.data"):
+        batches = data.make_train_iterator(source, batch_size=2, patch_size=32, mode="gray", **SINGLE)
+        degraded, clean = next(batches)
+    assert clean.shape == (2, 32, 32, 1)
+    assert np.all(to_uint8(clean) == 50)
+    assert "000.png" in caplog.text and "too small" in caplog.text
+
+
+def test_unreadable_files_are_logged_and_skipped(tmp_path, caplog):
+    write_images(tmp_path, [100, 200])
+    (tmp_path / "broken.jpg").write_bytes(b"\xff\xd8 not really a jpeg")
+    (tmp_path / "truncated.png").write_bytes((tmp_path / "000.png").read_bytes()[:60])
+    noise = np.random.default_rng(0).integers(0, 256, (64, 64), dtype=np.uint8)
+    Image.fromarray(noise).save(tmp_path / "cut.jpg", quality=90)  # the header is intact
+    (tmp_path / "cut.jpg").write_bytes((tmp_path / "cut.jpg").read_bytes()[:2000])
+    for budget in (1024, 0):
+        caplog.clear()
+        with caplog.at_level(logging.WARNING, logger="d2ljax.data"):
+            batches = data.make_train_iterator(str(tmp_path), batch_size=4, patch_size=16, mode="gray",
+                                               cache_budget_mb=budget, **SINGLE)
+            ids = set(to_uint8(next(batches)[1])[:, 0, 0, 0].tolist())
+        assert ids == {100, 200}
+        assert all(name in caplog.text for name in ("broken.jpg", "truncated.png", "cut.jpg"))
+
+
+def test_empty_or_unusable_sources_fail_at_once(tmp_path):
+    (tmp_path / "empty").mkdir()
+    with pytest.raises(FileNotFoundError, match="empty"):
+        data.make_dataset(str(tmp_path / "empty"), batch_size=2, **SINGLE)
+    with pytest.raises(FileNotFoundError, match="nothing"):
+        data.make_dataset(str(tmp_path / "nothing*.png"), batch_size=2, **SINGLE)
+    (tmp_path / "bad").mkdir()
+    (tmp_path / "bad" / "x.png").write_bytes(b"garbage")
+    with pytest.raises(ImageError, match="no usable image"):
+        data.make_dataset(str(tmp_path / "bad"), batch_size=2, **SINGLE)
+    with pytest.raises(ValueError, match="quality"):
+        data.make_dataset(batch_size=2, qf=0, **SINGLE)
+
+
+def test_unprepared_tfds_dataset_says_how_to_prepare_it_offline(tmp_path):
+    with pytest.raises(FileNotFoundError, match="download_and_prepare.*TFDS_DATA_DIR"):
+        data.make_dataset("tfds:div2k", image_key="hr", batch_size=2, data_dir=str(tmp_path), **SINGLE)
+
+
+def test_tfds_source_with_mock_data(tmp_path):
+    import tensorflow_datasets as tfds
+
+    with tfds.testing.mock_data(num_examples=4):
+        batches = data.make_train_iterator("tfds:div2k", image_key="hr", batch_size=2, patch_size=16,
+                                           data_dir=str(tmp_path), **SINGLE)
+        degraded, clean = next(batches)
+    assert degraded.shape == clean.shape == (2, 16, 16, 3)
+
+
+def test_bsds500_training_patches():
+    folder = DATA / "train" / "BSDS500_val"
+    if not folder.is_dir():
+        pytest.skip(f"{folder} is absent (training images live in ../shared/data beside the repo)")
+    degraded, clean = next(data.make_train_iterator(str(folder), batch_size=2, qf=10, **SINGLE))
+    assert degraded.shape == clean.shape == (2, 256, 256, 3)
+    np.testing.assert_array_equal(to_uint8(degraded[0]), pillow_jpeg(to_uint8(clean[0]), 10))

@@ -1,0 +1,174 @@
+"""d2ljax.evaluation and evaluate.py: the protocol's JPEG rows, reports, bad input."""
+import importlib.util
+import json
+from pathlib import Path
+
+import numpy as np
+import pytest
+from PIL import Image
+
+from d2ljax import evaluation
+from d2ljax.evaluation import Method, evaluate
+
+REPO = Path(__file__).resolve().parents[1]
+DATA = REPO.parent / "shared" / "data"
+
+# ../shared/spec/protocol.md, "Targets": the tables' JPEG rows (PSNR, SSIM, PSNR-B).
+JPEG_ROWS = {
+    ("classic5", "gray"): {
+        10: (27.821, 0.7595, 25.209), 20: (30.123, 0.8344, 27.501), 30: (31.484, 0.8666, 28.939)},
+    ("LIVE1_gray", "gray"): {
+        10: (27.770, 0.7730, 25.333), 20: (30.072, 0.8512, 27.566), 30: (31.407, 0.8851, 28.923)},
+    ("LIVE1_color", "color"): {
+        10: (25.693, 0.7433, 24.201), 20: (28.061, 0.8256, 26.488), 30: (29.366, 0.8615, 27.838)},
+}
+
+
+def _check_jpeg_rows(folder, mode, qfs):
+    path = DATA / "benchmarks" / folder
+    if not path.is_dir():
+        pytest.skip(f"{path} is absent (data lives in ../shared beside the repo)")
+    report = evaluate([str(path)], mode, qfs, [Method("jpeg")], progress=False)
+    assert [r["qf"] for r in report["results"]] == list(qfs) and not report["skipped"]
+    for row in report["results"]:
+        psnr, ssim, psnrb = JPEG_ROWS[(folder, mode)][row["qf"]]
+        assert row["n_images"] == (5 if folder == "classic5" else 29)
+        assert abs(row["psnr"] - psnr) <= 0.002, row
+        assert abs(row["ssim"] - ssim) <= 0.0002, row
+        assert abs(row["psnrb"] - psnrb) <= 0.002, row
+
+
+@pytest.mark.parametrize("folder, mode, qfs", [
+    ("classic5", "gray", (10, 20, 30)), ("LIVE1_gray", "gray", (10, 20, 30)),
+    ("LIVE1_color", "color", (10,))])
+def test_reproduces_protocol_jpeg_rows(folder, mode, qfs):
+    _check_jpeg_rows(folder, mode, qfs)
+
+
+@pytest.mark.slow
+def test_reproduces_protocol_jpeg_rows_colour_20_30():
+    _check_jpeg_rows("LIVE1_color", "color", (20, 30))
+
+
+def _set(folder: Path, n: int = 2, shape=(24, 32, 3)) -> str:
+    folder.mkdir(parents=True)
+    rng = np.random.default_rng(0)
+    for i in range(n):
+        smooth = rng.integers(0, 256, (shape[0] // 8, shape[1] // 8) + shape[2:]).repeat(8, 0).repeat(8, 1)
+        Image.fromarray(smooth.astype(np.uint8)).save(folder / f"img{i}.png")
+    return str(folder)
+
+
+def _blur(image):
+    """A stand-in 'model': a 3x3 box blur keeping shape and dtype."""
+    padded = np.pad(image.astype(float), [(1, 1), (1, 1)] + [(0, 0)] * (image.ndim - 2), mode="edge")
+    h, w = image.shape[:2]
+    return np.round(sum(padded[i:i + h, j:j + w] for i in range(3) for j in range(3)) / 9).astype(np.uint8)
+
+
+def test_methods_rows_per_image_and_saved_images(tmp_path):
+    sets = [_set(tmp_path / "a"), _set(tmp_path / "b", n=3)]
+    report = evaluate(sets, "color", [10, 30], [Method("jpeg"), Method("blur", _blur)],
+                      save_images=str(tmp_path / "out"), progress=False)
+    assert [(r["dataset"], r["qf"], r["method"], r["n_images"]) for r in report["results"]] == [
+        ("a", 10, "jpeg", 2), ("a", 10, "blur", 2), ("a", 30, "jpeg", 2), ("a", 30, "blur", 2),
+        ("b", 10, "jpeg", 3), ("b", 10, "blur", 3), ("b", 30, "jpeg", 3), ("b", 30, "blur", 3)]
+    assert len(report["per_image"]) == (2 + 3) * 2 * 2 and report["skipped"] == []
+    first = report["results"][0]
+    rows = [r for r in report["per_image"] if (r["dataset"], r["qf"], r["method"]) == ("a", 10, "jpeg")]
+    assert first["psnr"] == pytest.approx(np.mean([r["psnr"] for r in rows]))
+    saved = sorted(p.relative_to(tmp_path / "out").as_posix() for p in (tmp_path / "out").rglob("*.png"))
+    assert len(saved) == 20 and "b/color/qf30/blur/img2.png" in saved
+    gt = np.asarray(Image.open(tmp_path / "b" / "img2.png"))
+    blurred = np.asarray(Image.open(tmp_path / "out" / "b/color/qf30/blur/img2.png"))
+    from d2ljax.jpeg import compress
+    np.testing.assert_array_equal(blurred, _blur(compress(gt, 30)))
+
+
+def test_report_files_and_table(tmp_path):
+    report = evaluate([_set(tmp_path / "a", shape=(24, 32))], "gray", [10],
+                      [Method("jpeg"), Method("blur", _blur)], progress=False)
+    (tmp_path / "results").mkdir()
+    table = evaluation.write_report(report, str(tmp_path / "results" / "r.json"))
+    assert sorted(p.name for p in (tmp_path / "results").iterdir()) == ["r.json", "r.md"]
+    assert json.loads((tmp_path / "results" / "r.json").read_text()) == report
+    assert (tmp_path / "results" / "r.md").read_text() == table
+    assert "| set | QF | JPEG | blur |" in table
+    row = report["results"][0]
+    assert f"| a | 10 | {row['psnr']:.3f} / {row['ssim']:.4f} / {row['psnrb']:.3f} |" in table
+
+
+def test_unreadable_file_is_skipped_and_counted(tmp_path):
+    folder = _set(tmp_path / "a")
+    (Path(folder) / "zzz.png").write_bytes(b"broken")
+    report = evaluate([folder], "color", [10], [Method("jpeg")], progress=False)
+    assert report["results"][0]["n_images"] == 2
+    assert len(report["skipped"]) == 1 and report["skipped"][0]["file"].endswith("zzz.png")
+
+
+def test_bad_input_raises(tmp_path):
+    folder = _set(tmp_path / "a")
+    crop = Method("crop", lambda image: image[1:])
+    with pytest.raises(ValueError, match="shapes differ"):
+        evaluate([folder], "color", [10], [crop], progress=False)
+    with pytest.raises(ValueError, match="1..100"):
+        evaluate([folder], "color", [0], [Method("jpeg")], progress=False)
+    with pytest.raises(ValueError, match="same name"):
+        evaluate([folder, folder], "color", [10], [Method("jpeg")], progress=False)
+    with pytest.raises(ValueError, match="same name"):
+        evaluate([folder], "color", [10], [Method("jpeg"), Method("jpeg")], progress=False)
+    gray_set = _set(tmp_path / "classic5", shape=(16, 16))
+    with pytest.raises(ValueError, match="gray set"):
+        evaluate([gray_set], "color", [10], [Method("jpeg")], progress=False)
+
+
+def test_checkpoint_column_and_channel_mismatch(tmp_path):
+    pytest.importorskip("d2ljax.inference", reason="d2ljax.inference is not written yet")
+    import jax
+    from d2ljax.checkpoints import abstract_variables, load_model, save_model
+    from d2ljax.model import D2LNetTiny
+
+    model = D2LNetTiny(in_chn=1)
+    rng = np.random.default_rng(0)  # random parameters without compiling model.init (slow on CPU)
+    variables = jax.tree_util.tree_map(lambda s: (0.1 * rng.standard_normal(s.shape)).astype(s.dtype),
+                                       abstract_variables(model))
+    save_model(str(tmp_path / "tiny_gray"), model, variables)
+    method = evaluation.checkpoint_method(str(tmp_path / "tiny_gray"), "gray")
+    assert method.name == "tiny_gray"
+    report = evaluate([_set(tmp_path / "a", n=1, shape=(24, 32))], "gray", [10], [Method("jpeg"), method],
+                      save_images=str(tmp_path / "out"), progress=False)
+    assert [r["method"] for r in report["results"]] == ["jpeg", "tiny_gray"]
+    assert all(np.isfinite(r["psnr"]) for r in report["results"])
+    from d2ljax.inference import restore_uint8
+    from d2ljax.jpeg import compress
+    jpeg = compress(np.asarray(Image.open(tmp_path / "a" / "img0.png")), 10)
+    saved = np.asarray(Image.open(tmp_path / "out" / "a/gray/qf10/tiny_gray/img0.png"))
+    np.testing.assert_array_equal(saved, restore_uint8(*load_model(str(tmp_path / "tiny_gray")), jpeg))
+    with pytest.raises(ValueError, match="in_chn=1"):
+        evaluation.checkpoint_method(str(tmp_path / "tiny_gray"), "color")
+
+
+@pytest.fixture(scope="module")
+def cli():
+    """evaluate.py as a module (absl flags are process-global: import it once)."""
+    spec = importlib.util.spec_from_file_location("evaluate_cli", REPO / "evaluate.py")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    yield module
+    module.FLAGS.unparse_flags()
+
+
+def test_cli_writes_only_its_outputs(cli, tmp_path, capsys):
+    from absl import app
+    folder = _set(tmp_path / "a")
+    output = tmp_path / "out" / "res.json"
+    cli.FLAGS(["evaluate.py", f"--dataset={folder}", "--mode=color", "--qf=10,20", "--jpeg_only",
+               f"--output={output}"])
+    cli.main(["evaluate.py"])
+    assert sorted(p.name for p in output.parent.iterdir()) == ["res.json", "res.md"]
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["a", "out"]
+    assert "| a | 20 |" in capsys.readouterr().out
+    assert [r["qf"] for r in json.loads(output.read_text())["results"]] == [10, 20]
+    cli.FLAGS.jpeg_only = False
+    with pytest.raises(app.UsageError, match="--checkpoint"):
+        cli.main(["evaluate.py"])

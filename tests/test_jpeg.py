@@ -1,0 +1,116 @@
+"""d2ljax.jpeg: the protocol's JPEG files and pixels, and reading a JPEG's quality back."""
+import io
+
+import numpy as np
+import pytest
+from PIL import Image
+
+from d2ljax import jpeg
+from d2ljax.imageio import ImageError
+
+
+def _random(shape, seed=0):
+    return np.random.default_rng(seed).integers(0, 256, shape, dtype=np.uint8)
+
+
+def _open(data: bytes) -> Image.Image:
+    return Image.open(io.BytesIO(data))
+
+
+@pytest.mark.parametrize("shape", [(17, 23), (17, 23, 1), (17, 23, 3), (8, 8, 3)])
+def test_compress_keeps_shape_and_dtype(shape):
+    out = jpeg.compress(_random(shape), 30)
+    assert out.shape == shape and out.dtype == np.uint8
+
+
+def test_encode_is_baseline_ijg_420_colour_and_one_component_gray():
+    colour = _open(jpeg.encode(_random((17, 23, 3)), 10))
+    assert colour.mode == "RGB" and colour.size == (23, 17)  # no crop or pad
+    assert colour.layer[0][1:3] == (2, 2) and colour.layer[1][1:3] == colour.layer[2][1:3] == (1, 1)  # 4:2:0
+    assert colour.quantization[0] == jpeg.ijg_table(jpeg.IJG_LUMINANCE, 10).tolist()
+    assert colour.quantization[1] == jpeg.ijg_table(jpeg.IJG_CHROMINANCE, 10).tolist()
+    gray = _open(jpeg.encode(_random((17, 23, 1)), 10))
+    assert gray.mode == "L" and len(gray.layer) == 1 and list(gray.quantization) == [0]
+
+
+def test_compress_matches_tensorflow_accurate_decoder():
+    """An independent libjpeg-turbo path: TF's encoder with its INTEGER_ACCURATE decoder."""
+    tf = pytest.importorskip("tensorflow")
+    image = _random((6, 5, 3), 1).repeat(9, axis=0).repeat(11, axis=1)  # smooth-ish, 54x55
+    for qf in (5, 10, 50):
+        colour = tf.io.encode_jpeg(image, quality=qf, chroma_downsampling=True)
+        np.testing.assert_array_equal(jpeg.compress(image, qf),
+                                      tf.io.decode_jpeg(colour, dct_method="INTEGER_ACCURATE").numpy())
+        gray = tf.io.encode_jpeg(image[..., :1], quality=qf, format="grayscale")
+        np.testing.assert_array_equal(jpeg.compress(image[..., :1], qf),
+                                      tf.io.decode_jpeg(gray, dct_method="INTEGER_ACCURATE").numpy())
+
+
+@pytest.mark.parametrize("qf", [0, 101, -5, 10.0, "10", True, None])
+def test_bad_quality_raises(qf):
+    with pytest.raises(ValueError, match="1..100"):
+        jpeg.compress(_random((8, 8)), qf)
+
+
+def test_bad_image_raises():
+    with pytest.raises(ValueError, match="uint8"):
+        jpeg.compress(np.zeros((8, 8), np.float32), 10)
+    with pytest.raises(ValueError, match="HxW, HxWx1 or HxWx3"):
+        jpeg.compress(np.zeros((8, 8, 4), np.uint8), 10)
+
+
+def test_ijg_table_hand_values():
+    np.testing.assert_array_equal(jpeg.ijg_table(jpeg.IJG_LUMINANCE, 50), jpeg.IJG_LUMINANCE)
+    assert set(jpeg.ijg_table(jpeg.IJG_LUMINANCE, 100).tolist()) == {1}
+    assert set(jpeg.ijg_table(jpeg.IJG_LUMINANCE, 1).tolist()) == {255}  # 10 * 5000 / 100, clamped
+    assert jpeg.ijg_table(jpeg.IJG_LUMINANCE, 10)[0] == 80  # 16 * 500 / 100
+    assert jpeg.ijg_table(jpeg.IJG_LUMINANCE, 75)[0] == 8  # (16 * 50 + 50) // 100
+    assert jpeg.ijg_table(jpeg.IJG_CHROMINANCE, 90)[0] == 3  # (17 * 20 + 50) // 100
+
+
+def test_pillow_quantization_is_natural_order():
+    tables = _open(jpeg.encode(_random((16, 16, 3)), 50)).quantization
+    assert tables[0] == jpeg.IJG_LUMINANCE.tolist()  # row-major; zigzag would begin 16, 11, 12
+    assert tables[1] == jpeg.IJG_CHROMINANCE.tolist()
+
+
+@pytest.mark.parametrize("variant", ["gray", "color 4:2:0", "color 4:2:2", "color 4:4:4"])
+def test_estimate_quality_exact_for_every_pillow_quality(variant):
+    image = _random((16, 16) if variant == "gray" else (16, 16, 3))
+    subsampling = {"gray": None, "color 4:2:0": 2, "color 4:2:2": 1, "color 4:4:4": 0}[variant]
+    for qf in range(1, 101):
+        buffer = io.BytesIO()
+        options = {} if subsampling is None else {"subsampling": subsampling}
+        Image.fromarray(image).save(buffer, format="JPEG", quality=qf, **options)
+        assert jpeg.estimate_quality(buffer.getvalue()) == qf, (variant, qf)
+
+
+def test_estimate_quality_accepts_path_and_opened_image(tmp_path):
+    path = tmp_path / "photo.jpg"
+    path.write_bytes(jpeg.encode(_random((16, 16, 3)), 37))
+    assert jpeg.estimate_quality(path) == 37
+    assert jpeg.estimate_quality(str(path)) == 37
+    with Image.open(path) as image:
+        assert jpeg.estimate_quality(image) == 37
+
+
+def test_estimate_quality_nearest_for_non_ijg_tables():
+    luma = jpeg.ijg_table(jpeg.IJG_LUMINANCE, 75).tolist()
+    chroma = jpeg.ijg_table(jpeg.IJG_CHROMINANCE, 75).tolist()
+    luma[5] += 3  # no longer any IJG quality's table
+    buffer = io.BytesIO()
+    Image.fromarray(_random((16, 16, 3))).save(buffer, format="JPEG", qtables=[luma, chroma])
+    assert jpeg.estimate_quality(buffer.getvalue()) == 75
+
+
+def test_estimate_quality_not_a_jpeg(tmp_path):
+    png = io.BytesIO()
+    Image.fromarray(_random((8, 8))).save(png, format="PNG")
+    with pytest.raises(ImageError, match="not a JPEG image"):
+        jpeg.estimate_quality(png.getvalue())
+    with pytest.raises(ImageError, match="not a readable image"):
+        jpeg.estimate_quality(b"definitely not an image")
+    with pytest.raises(ImageError, match="no such file"):
+        jpeg.estimate_quality(tmp_path / "missing.jpg")
+    with pytest.raises(ImageError, match="not a JPEG image"):
+        jpeg.estimate_quality(Image.fromarray(_random((8, 8))))
