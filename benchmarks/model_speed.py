@@ -1,8 +1,11 @@
 """Forward and forward+backward speed of D2LNet, with achieved convolution GFLOP/s.
 
-    python benchmarks/model_speed.py                      # full model at 128 and 256, small model
+    python benchmarks/model_speed.py --torch              # full and small model, 128 and 256,
+                                                          # with the PyTorch baseline in the same run
     python benchmarks/model_speed.py --sizes=256 --dtype=bfloat16 --json=speed.json
 
+The training step is the one the baseline figures in spec/performance_notes.md use: forward,
+L1 on out_2, backward, Adam.
 GFLOPs count the convolutions only (2 FLOPs per multiply-add), as spec/performance_notes.md
 does (358.6 GFLOPs for a 256x256 RGB forward of the full model); the backward pass is
 counted as twice the forward. Times are the minimum over --repeats runs after one warm-up
@@ -12,14 +15,18 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
+import sys
 import time
 
 import flax.linen as nn
 import jax
 import jax.numpy as jnp
 import numpy as np
+import optax
 
-from d2ljax.model import D2LNet
+sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+from d2ljax.model import D2LNet  # noqa: E402
 
 
 def conv_gflops(model: D2LNet, height: int, width: int) -> float:
@@ -47,28 +54,62 @@ def conv_gflops(model: D2LNet, height: int, width: int) -> float:
     return 2 * sum(macs) / 1e9
 
 
-def timed(fn, *args, repeats: int) -> float:
-    jax.block_until_ready(fn(*args))  # compile and warm up
+def timed(fn, repeats: int) -> float:
+    """Minimum wall time of fn() over `repeats` runs, after one warm-up (compile) run."""
+    jax.block_until_ready(fn())
     times = []
     for _ in range(repeats):
         start = time.perf_counter()
-        jax.block_until_ready(fn(*args))
+        jax.block_until_ready(fn())
         times.append(time.perf_counter() - start)
     return min(times)
 
 
-def measure(model: D2LNet, size: int, batch: int, repeats: int) -> dict:
+def jax_step_fn(model: D2LNet):
+    """A training step as the PyTorch baseline does it: L1 on out_2, backward, Adam."""
+    optimizer = optax.adam(1e-4)
+
+    def step(params, opt_state, x, y):
+        grads = jax.grad(lambda p: jnp.abs(model.apply({"params": p}, x)[3] - y).mean())(params)
+        updates, opt_state = optimizer.update(grads, opt_state, params)
+        return optax.apply_updates(params, updates), opt_state
+
+    return optimizer, jax.jit(step, donate_argnums=(0, 1))
+
+
+def measure_jax(model: D2LNet, size: int, batch: int, repeats: int) -> dict:
     x = jax.random.uniform(jax.random.PRNGKey(0), (batch, size, size, model.in_chn))
     variables = jax.jit(model.init)(jax.random.PRNGKey(0), x[:1])
     forward = jax.jit(lambda v, x: model.apply(v, x)[3])
-    grad = jax.jit(jax.grad(lambda p, x: jnp.abs(model.apply({"params": p}, x)[3] - x).mean()))
-    gflops = conv_gflops(model, size, size) * batch
-    t_fwd = timed(forward, variables, x, repeats=repeats)
-    t_step = timed(grad, variables["params"], x, repeats=repeats)
-    return {"wf": model.wf, "depth": model.depth, "in_chn": model.in_chn, "size": size, "batch": batch,
-            "dtype": str(model.dtype or "float32"), "device": str(jax.devices()[0].platform),
-            "forward_s": t_fwd, "forward_gflops": gflops, "forward_gflop_per_s": gflops / t_fwd,
-            "fwd_bwd_s": t_step, "fwd_bwd_gflop_per_s": 3 * gflops / t_step}
+    optimizer, step = jax_step_fn(model)
+    state = [variables["params"], optimizer.init(variables["params"])]
+
+    def train_step():
+        state[:] = step(state[0], state[1], x, x)
+        return state[0]
+
+    return {"forward_s": timed(lambda: forward(variables, x), repeats),
+            "train_step_s": timed(train_step, repeats)}
+
+
+def measure_torch(model: D2LNet, size: int, batch: int, repeats: int) -> dict:
+    """The same two cases for the PyTorch model with the released structure (torch_reference)."""
+    import torch
+    from benchmarks.torch_reference import TorchD2LNet
+    net = TorchD2LNet(model.in_chn, model.wf, model.depth)
+    x = torch.rand(batch, model.in_chn, size, size)
+    optimizer = torch.optim.Adam(net.parameters(), 1e-4)
+
+    def forward():
+        with torch.no_grad():
+            return net(x)[3]
+
+    def train_step():
+        optimizer.zero_grad()
+        (net(x)[3] - x).abs().mean().backward()
+        optimizer.step()
+
+    return {"forward_s": timed(forward, repeats), "train_step_s": timed(train_step, repeats)}
 
 
 def main():
@@ -77,23 +118,45 @@ def main():
     parser.add_argument("--batch", type=int, default=1)
     parser.add_argument("--dtype", default="float32", choices=["float32", "bfloat16"])
     parser.add_argument("--repeats", type=int, default=3)
-    parser.add_argument("--small_only", action="store_true", help="skip the full (wf 64, depth 4) model")
+    parser.add_argument("--models", default="64x4,16x3", help="comma-separated WFxDEPTH (RGB)")
+    parser.add_argument("--torch", action="store_true", help="also time the PyTorch baseline in this run")
     parser.add_argument("--json", default=None, help="write the figures to this file")
     args = parser.parse_args()
+    if args.torch:
+        import torch
+        torch.set_num_threads(os.cpu_count())
     dtype = None if args.dtype == "float32" else jnp.bfloat16
-    models = [] if args.small_only else [D2LNet(3, 64, 4, dtype=dtype)]
-    models.append(D2LNet(3, 16, 3, dtype=dtype))
     rows = []
-    for model in models:
+    for spec in args.models.split(","):
+        wf, depth = map(int, spec.split("x"))
+        model = D2LNet(3, wf, depth, dtype=dtype)
         for size in map(int, args.sizes.split(",")):
-            row = measure(model, size, args.batch, args.repeats)
+            gflops = conv_gflops(model, size, size) * args.batch
+            row = {"wf": wf, "depth": depth, "size": size, "batch": args.batch, "dtype": args.dtype,
+                   "device": jax.devices()[0].device_kind, "forward_gflops": gflops,
+                   "jax": measure_jax(model, size, args.batch, args.repeats)}
+            if args.torch:
+                row["torch"] = measure_torch(model, size, args.batch, args.repeats)
             rows.append(row)
-            print(f"wf={row['wf']:<3} depth={row['depth']} {size}x{size} batch {args.batch} {row['dtype']:<8} "
-                  f"forward {row['forward_s']:.3f} s ({row['forward_gflop_per_s']:.0f} GFLOP/s of {row['forward_gflops']:.1f} GFLOPs)  "
-                  f"fwd+bwd {row['fwd_bwd_s']:.3f} s ({row['fwd_bwd_gflop_per_s']:.0f} GFLOP/s)", flush=True)
+            print(report(row), flush=True)
     if args.json:
         with open(args.json, "w") as f:
             json.dump({"results": rows}, f, indent=2)
+
+
+def report(row: dict) -> str:
+    """One line per case: times, achieved GFLOP/s (training = 3x forward FLOPs), speed-up."""
+    g = row["forward_gflops"]
+    parts = [f"wf={row['wf']} depth={row['depth']} {row['size']}x{row['size']} batch {row['batch']} {row['dtype']}"]
+    for name in ("jax", "torch"):
+        if name in row:
+            t = row[name]
+            parts.append(f"{name}: forward {t['forward_s']:.3f} s ({g / t['forward_s']:.0f} GFLOP/s), "
+                         f"train step {t['train_step_s']:.3f} s ({3 * g / t['train_step_s']:.0f} GFLOP/s)")
+    if "torch" in row:
+        parts.append(f"speed-up vs torch: forward {row['torch']['forward_s'] / row['jax']['forward_s']:.2f}x, "
+                     f"train step {row['torch']['train_step_s'] / row['jax']['train_step_s']:.2f}x")
+    return " | ".join(parts)
 
 
 if __name__ == "__main__":

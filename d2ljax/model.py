@@ -27,11 +27,58 @@ TORCH_KERNEL_INIT = nn.initializers.variance_scaling(1 / 3, "fan_in", "uniform")
 
 
 def _conv(features: int, kernel: int, name: str, dtype: Optional[Dtype], *, stride: int = 1,
-          padding: Optional[int] = None, use_bias: bool = True) -> nn.Conv:
+          padding: Optional[int] = None, use_bias: bool = True) -> nn.Module:
     """A PyTorch-style conv: zero padding kernel // 2 unless given, bias by default."""
+    if kernel == 1 and stride == 1 and not padding:
+        return Conv1x1(features, use_bias, dtype, name=name)
     pad = kernel // 2 if padding is None else padding
     return nn.Conv(features, (kernel, kernel), strides=(stride, stride), padding=((pad, pad), (pad, pad)),
                    use_bias=use_bias, dtype=dtype, kernel_init=TORCH_KERNEL_INIT, name=name)
+
+
+class Conv1x1(nn.Module):
+    """A 1x1 convolution computed as a matrix product over channels.
+
+    Same parameters as `nn.Conv` with a (1, 1) kernel. XLA's CPU backend differentiates a
+    1x1 convolution some 50x slower than the equivalent matrix product (benchmarks/README.md).
+    """
+    features: int
+    use_bias: bool = True
+    dtype: Optional[Dtype] = None
+    channels_first: bool = False  # (N, C, ...) instead of (..., C)
+
+    @nn.compact
+    def __call__(self, x):
+        c_in = x.shape[1] if self.channels_first else x.shape[-1]
+        kernel = self.param("kernel", TORCH_KERNEL_INIT, (1, 1, c_in, self.features), jnp.float32)
+        bias = self.param("bias", nn.initializers.zeros, (self.features,), jnp.float32) if self.use_bias else None
+        x, kernel, bias = nn.dtypes.promote_dtype(x, kernel, bias, dtype=self.dtype)
+        if self.channels_first:
+            y = jnp.einsum("nc...,co->no...", x, kernel[0, 0])
+            bias = None if bias is None else bias.reshape((-1,) + (1,) * (x.ndim - 2))
+        else:
+            y = jnp.einsum("...c,co->...o", x, kernel[0, 0])
+        return y if bias is None else y + bias
+
+
+class UpConv2x2(nn.Module):
+    """PyTorch's ConvTranspose2d(kernel 2, stride 2) as one matrix product and a reshape.
+
+    The 2x2 output blocks do not overlap, so out[n, 2i+a, 2j+b] = x[n, i, j] @ kernel[a, b].T.
+    Parameters are those of `nn.ConvTranspose(..., transpose_kernel=True)`: kernel
+    (2, 2, out, in) and bias. Its XLA CPU gradient is ~40x slower than this one.
+    """
+    features: int
+    dtype: Optional[Dtype] = None
+
+    @nn.compact
+    def __call__(self, x):
+        kernel = self.param("kernel", TORCH_KERNEL_INIT, (2, 2, self.features, x.shape[-1]), jnp.float32)
+        bias = self.param("bias", nn.initializers.zeros, (self.features,), jnp.float32)
+        x, kernel, bias = nn.dtypes.promote_dtype(x, kernel, bias, dtype=self.dtype)
+        n, h, w, _ = x.shape
+        y = jnp.einsum("nhwc,abfc->nhawbf", x, kernel).reshape(n, 2 * h, 2 * w, self.features)
+        return y + bias
 
 
 def _leaky(x: jnp.ndarray, slope: float) -> jnp.ndarray:
@@ -96,19 +143,36 @@ class FFTConvBlock(nn.Module):
         return out
 
     def _fourier_branch(self, x_res):
-        """Re(IFFT2(A' exp(i P'))) with two 1x1 convs applied to the phase or the amplitude."""
-        spectrum = spectral.fft2(x_res)
-        amp, pha = spectral.amplitude(spectrum), spectral.phase(spectrum)
-        fdtype = amp.dtype  # float32 (or float64): the 1x1 convs here run at FFT precision
-        edit = lambda m: _conv(self.features, 1, "conv_fft_2", fdtype)(
-            _leaky(_conv(self.features, 1, "conv_fft_1", fdtype)(m), self.relu_slope))
-        if self.mode == "phase":
-            pha = edit(pha)
-        elif self.mode == "amplitude":
-            amp = edit(amp)
-        else:
-            raise ValueError(f"FFTConvBlock mode must be 'phase', 'amplitude' or 'none', got {self.mode!r}")
-        return spectral.ifft2_real(spectral.from_polar(amp, pha))
+        """The Fourier branch with this block's two 1x1 convs (at FFT precision) as the edit."""
+        fdtype = jnp.promote_types(x_res.dtype, jnp.float32)
+        conv_fft_1 = Conv1x1(self.features, dtype=fdtype, channels_first=True, name="conv_fft_1")
+        conv_fft_2 = Conv1x1(self.features, dtype=fdtype, channels_first=True, name="conv_fft_2")
+        return fourier_branch(x_res, self.mode, lambda m: conv_fft_2(_leaky(conv_fft_1(m), self.relu_slope)))
+
+
+def fourier_branch(x_res, mode: str, edit):
+    """Re(IFFT2(A' exp(i P'))) where `edit` maps the phase (P' = edit(P)) or the amplitude.
+
+    x_res is (N, H, W, C); `edit` acts on channels-first (N, C, H, W') maps. Computed on
+    the one-sided spectrum (rfft2): the full spectrum of the real map x_res is Hermitian, so
+    its values at -k follow from those at k (`spectral.mirror`). The edited spectrum is not
+    Hermitian in phase mode (the edit's biases and LeakyReLU break the symmetry), so its
+    real inverse is taken through its Hermitian part. Same result as the full FFT2 with
+    half the FFT work.
+    """
+    if mode not in ("phase", "amplitude"):
+        raise ValueError(f"FFTConvBlock mode must be 'phase', 'amplitude' or 'none', got {mode!r}")
+    height, width = x_res.shape[1:3]
+    spectrum = spectral.rfft2(jnp.moveaxis(x_res, -1, 1))  # (N, C, H, W//2+1)
+    amp, pha = spectral.amplitude(spectrum), spectral.phase(spectrum)
+    amp_m, pha_m = spectral.mirror(amp, width, odd=False), spectral.mirror(pha, width, odd=True)
+    if mode == "phase":
+        pha, pha_m = edit(pha), edit(pha_m)
+    else:
+        amp, amp_m = edit(amp), edit(amp_m)
+    f = spectral.ifft2_real_of_onesided(spectral.from_polar(amp, pha), spectral.from_polar(amp_m, pha_m),
+                                        height, width)
+    return jnp.moveaxis(f, 1, -1)
 
 
 class UNetUpBlock(nn.Module):
@@ -119,9 +183,7 @@ class UNetUpBlock(nn.Module):
 
     @nn.compact
     def __call__(self, x, bridge):
-        up = nn.ConvTranspose(self.features, (2, 2), strides=(2, 2), padding="VALID",
-                              transpose_kernel=True, dtype=self.dtype, kernel_init=TORCH_KERNEL_INIT,
-                              name="up")(x)
+        up = UpConv2x2(self.features, self.dtype, name="up")(x)
         return FFTConvBlock(self.features, False, "none", self.relu_slope, self.dtype,
                             name="conv_block")(jnp.concatenate([up, bridge], axis=-1))
 
@@ -244,12 +306,14 @@ class D2LNet(nn.Module):
             decs.append(x1)
         sam_feature, out_1 = SAM(wf, self.in_chn, dtype, name="sam12")(x1, img)
 
-        # Bridge: the input's amplitude with stage 1's phase.
-        f1 = spectral.rfft2(out_1)
+        # Bridge: the input's amplitude with stage 1's phase (channels-first real FFTs).
+        f1 = spectral.rfft2(jnp.moveaxis(out_1, -1, 1))
         out_1_amp, out_1_phase = spectral.amplitude(f1), spectral.phase(f1)
-        fi = spectral.rfft2(image)
+        fi = spectral.rfft2(jnp.moveaxis(image, -1, 1))
         image_inverse = spectral.irfft2(spectral.from_polar(spectral.amplitude(fi), out_1_phase),
                                         image.shape[1], image.shape[2])
+        image_inverse = jnp.moveaxis(image_inverse, 1, -1)
+        out_1_amp, out_1_phase = jnp.moveaxis(out_1_amp, 1, -1), jnp.moveaxis(out_1_phase, 1, -1)
         if dtype is not None:
             image_inverse = image_inverse.astype(dtype)
 

@@ -11,7 +11,8 @@ traps (see spec/architecture.md, "Numerical care") are handled here once for eve
 * `jnp.abs` and `jnp.angle` have NaN gradients at 0, which constant or all-zero feature
   maps produce. `amplitude` and `phase` return the same values but zero gradients there.
 
-All functions take channels-last arrays (N, H, W, C) and transform over axes 1 and 2.
+All functions transform over the last two axes (..., H, W): channels-first is the layout in
+which XLA's FFTs need no transposes (spec/performance_notes.md).
 """
 from __future__ import annotations
 
@@ -21,7 +22,7 @@ import jax.numpy as jnp
 import numpy as np
 from jax import lax
 
-AXES = (1, 2)
+AXES = (-2, -1)
 
 
 @functools.lru_cache(maxsize=None)
@@ -39,30 +40,46 @@ def real_bins_mask(height: int, width: int, onesided: bool) -> np.ndarray:
 
 def _with_exact_real_bins(spectrum: jnp.ndarray, width: int, onesided: bool) -> jnp.ndarray:
     """Sets the imaginary part of the real bins to +0 (the values elsewhere are untouched)."""
-    mask = real_bins_mask(spectrum.shape[1], width, onesided)[None, :, :, None]
+    mask = real_bins_mask(spectrum.shape[-2], width, onesided)
     return lax.complex(spectrum.real, jnp.where(mask, jnp.zeros((), spectrum.real.dtype), spectrum.imag))
 
 
-def fft2(x: jnp.ndarray) -> jnp.ndarray:
-    """Full, unnormalised 2-D FFT of a real (N, H, W, C) map, real bins made exactly real."""
-    x = _at_least_float32(x)
-    return _with_exact_real_bins(jnp.fft.fft2(x, axes=AXES), x.shape[2], onesided=False)
-
-
 def rfft2(x: jnp.ndarray) -> jnp.ndarray:
-    """One-sided, unnormalised 2-D FFT of a real (N, H, W, C) map, real bins made exactly real."""
+    """One-sided, unnormalised 2-D FFT of a real (..., H, W) map, real bins made exactly real."""
     x = _at_least_float32(x)
-    return _with_exact_real_bins(jnp.fft.rfft2(x, axes=AXES), x.shape[2], onesided=True)
-
-
-def ifft2_real(spectrum: jnp.ndarray) -> jnp.ndarray:
-    """Real part of the inverse full 2-D FFT (with the usual 1/(H W) factor)."""
-    return jnp.fft.ifft2(spectrum, axes=AXES).real
+    return _with_exact_real_bins(jnp.fft.rfft2(x, axes=AXES), x.shape[-1], onesided=True)
 
 
 def irfft2(spectrum: jnp.ndarray, height: int, width: int) -> jnp.ndarray:
     """Inverse one-sided 2-D FFT to an explicit (H, W), so odd widths keep their last column."""
     return jnp.fft.irfft2(spectrum, s=(height, width), axes=AXES)
+
+
+def mirror(m: jnp.ndarray, width: int, odd: bool) -> jnp.ndarray:
+    """The values at the mirrored frequency -k of a one-sided (..., H, W//2+1) map.
+
+    For the columns strictly inside the half spectrum, -k lies in the missing half, where a
+    real input's spectrum is the conjugate: its amplitude is m and its phase -m (`odd`).
+    Columns 0 and W/2 (W even) mirror onto themselves with the row index negated, so their
+    actual values are read there (this keeps the exactly-real bins at phase 0 or pi).
+    """
+    inside = -m if odd else m
+    flipped = jnp.roll(jnp.flip(m, axis=-2), 1, axis=-2)  # row r -> row (-r) mod H
+    edge = np.zeros(m.shape[-1], bool)
+    edge[0] = True  # (also the only column when W is 1 or 2)
+    if width % 2 == 0:
+        edge[-1] = True
+    return jnp.where(edge, flipped, inside)
+
+
+def ifft2_real_of_onesided(y: jnp.ndarray, y_mirror: jnp.ndarray, height: int, width: int) -> jnp.ndarray:
+    """Re(IFFT2(Y)) for a full spectrum Y given on the one-sided half only: `y` holds Y(k)
+    and `y_mirror` Y(-k) for every bin k of the half spectrum.
+
+    Re(IFFT2(Y)) is the inverse transform of Y's Hermitian part (Y(k) + conj(Y(-k))) / 2,
+    which is fully described by its one-sided half: half the FFT work of the full transform.
+    """
+    return irfft2(0.5 * (y + jnp.conj(y_mirror)), height, width)
 
 
 def _nonzero(z: jnp.ndarray) -> jnp.ndarray:
