@@ -1,1 +1,23 @@
-"""d2ljax: D2LNet (Dual-Domain Learning for JPEG Artifacts Removal) in JAX/Flax."""
+"""d2ljax: D2LNet (Dual-Domain Learning for JPEG Artifacts Removal) in JAX/Flax.
+
+    import d2ljax
+    model, variables = d2ljax.convert.from_torch("D2LNet_qf10.pth")   # the authors' weights
+    restored = d2ljax.restore(photo_uint8, model=model, variables=variables)
+
+Modules: model (D2LNet), spectral, losses, metrics (PSNR/SSIM/PSNR-B as the published tables),
+jpeg (the protocol's JPEG, quality estimation), data (tf.data training pipelines), testsets,
+evaluation, inference, restoration (restore), pretrained, checkpoints, convert, train_lib.
+"""
+from d2ljax import checkpoints, convert, jpeg, metrics, spectral  # noqa: F401
+from d2ljax.checkpoints import load_model, save_model
+from d2ljax.jpeg import compress, estimate_quality
+from d2ljax.metrics import psnr, psnrb, rgb_to_y, ssim
+from d2ljax.model import D2LNet, D2LNetPaper, D2LNetSmall, D2LNetTiny
+from d2ljax.pretrained import list_pretrained, load_pretrained
+from d2ljax.restoration import restore
+
+__all__ = [
+    "D2LNet", "D2LNetPaper", "D2LNetSmall", "D2LNetTiny", "compress", "estimate_quality", "list_pretrained",
+    "load_model", "load_pretrained", "psnr", "psnrb", "restore", "rgb_to_y", "save_model", "ssim",
+]
+__version__ = "0.1.0"

@@ -14,6 +14,7 @@ from typing import Any, Mapping
 
 import jax
 import jax.numpy as jnp
+import numpy as np
 import orbax.checkpoint as ocp
 
 from d2ljax.model import D2LNet
@@ -36,6 +37,18 @@ def abstract_variables(model: D2LNet) -> dict:
     """Shapes and dtypes of the model's variables, without computing anything."""
     probe = jnp.zeros((1, model.multiple, model.multiple, model.in_chn), jnp.float32)
     return jax.eval_shape(model.init, jax.random.PRNGKey(0), probe)
+
+
+def random_variables(model: D2LNet, seed: int = 0, scale: float = 0.05) -> dict:
+    """Variables of the right shapes with N(0, scale^2) values, without running model.init.
+
+    For tests and benchmarks: `model.init` compiles the whole network, which is slow on CPU.
+    scale 0 gives all zeros, a model that returns its input exactly.
+    """
+    leaves, treedef = jax.tree_util.tree_flatten(abstract_variables(model))
+    rng = np.random.default_rng(seed)
+    return jax.tree_util.tree_unflatten(
+        treedef, [(scale * rng.standard_normal(leaf.shape)).astype(np.float32) for leaf in leaves])
 
 
 def save_model(directory: str, model: D2LNet, variables: Mapping, *, overwrite: bool = False,

@@ -47,7 +47,7 @@ def list_image_files(specs: str | Sequence[str]) -> list[str]:
     return files
 
 
-def _check_mode(image: Image.Image, path: str) -> None:
+def check_mode(image: Image.Image, path: str) -> None:
     if image.mode in ("I;16", "I;16B", "I;16L", "I", "F") or image.mode.startswith("I;16"):
         raise ImageError(f"{path}: {image.mode} (16-bit or float) images are not supported; convert to 8 bits per channel")
     if image.mode == "CMYK":
@@ -68,7 +68,7 @@ def read_image(path: str, mode: str | None = None) -> np.ndarray:
     """
     try:
         with Image.open(path) as image:
-            _check_mode(image, path)
+            check_mode(image, path)
             image.load()
             is_gray = image.mode in ("L", "1", "LA")
             if mode == "gray" and not is_gray:

@@ -1,7 +1,6 @@
 """Shared test setup: where ../shared lives, and fast CPU compiles."""
 from pathlib import Path
 
-import jax
 import pytest
 
 SHARED = Path(__file__).resolve().parents[1].parent / "shared"

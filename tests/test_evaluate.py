@@ -123,15 +123,11 @@ def test_bad_input_raises(tmp_path):
 
 
 def test_checkpoint_column_and_channel_mismatch(tmp_path):
-    pytest.importorskip("d2ljax.inference", reason="d2ljax.inference is not written yet")
-    import jax
-    from d2ljax.checkpoints import abstract_variables, load_model, save_model
+    from d2ljax.checkpoints import load_model, random_variables, save_model
     from d2ljax.model import D2LNetTiny
 
     model = D2LNetTiny(in_chn=1)
-    rng = np.random.default_rng(0)  # random parameters without compiling model.init (slow on CPU)
-    variables = jax.tree_util.tree_map(lambda s: (0.1 * rng.standard_normal(s.shape)).astype(s.dtype),
-                                       abstract_variables(model))
+    variables = random_variables(model, scale=0.1)
     save_model(str(tmp_path / "tiny_gray"), model, variables)
     method = evaluation.checkpoint_method(str(tmp_path / "tiny_gray"), "gray")
     assert method.name == "tiny_gray"

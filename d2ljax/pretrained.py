@@ -1,0 +1,153 @@
+"""Named D2LNet models: model folders found on a search path, described by their model.json.
+
+A pretrained model is a model folder (`d2ljax.checkpoints`: `model.json` + `params/`, as
+training exports and `python -m d2ljax.convert` writes) whose folder name is its name. Folders
+are searched in this order, the first one with a name winning:
+
+1. each entry of `$D2LJAX_MODELS` (folders separated by `os.pathsep`),
+2. the user cache `~/.cache/d2ljax/models` (`$XDG_CACHE_HOME/d2ljax/models` when set),
+3. `d2ljax/pretrained/` inside the package (the models shipped with d2ljax).
+
+A path to a model folder (or a training workdir) works wherever a name does.
+
+Besides the architecture, `model.json` may say what a model restores, so that
+`d2ljax.restore` can pick the right one for a photo:
+- `"qf"`: the JPEG qualities it was trained at: `10` or `[10]` (one), `[10, 20, 30]` (several),
+  `"5-95"` (a range, as blind training draws QFs), or `"blind"` (any, same as `"1-100"`).
+  Absent: unstated, chosen only when no model states a fitting QF.
+- `"mode"`: `"gray"` or `"color"`; optional, as `in_chn` (1 or 3) already says it, and an
+  error when the two disagree.
+"""
+from __future__ import annotations
+
+import dataclasses
+import functools
+import os
+import re
+from typing import Any, Callable, Mapping, Optional
+
+from d2ljax import checkpoints
+from d2ljax.model import D2LNet
+
+PACKAGE_MODELS = os.path.join(os.path.dirname(os.path.abspath(__file__)), "pretrained")
+MODES = {"gray": 1, "color": 3}
+BLIND = ((1, 100),)
+
+Qualities = Optional[tuple[tuple[int, int], ...]]
+
+
+class UnknownModelError(LookupError):
+    """A model name that is neither on the search path nor a model folder."""
+
+
+def cache_dir() -> str:
+    """d2ljax's user cache folder: $XDG_CACHE_HOME/d2ljax, else ~/.cache/d2ljax."""
+    base = os.environ.get("XDG_CACHE_HOME") or os.path.join(os.path.expanduser("~"), ".cache")
+    return os.path.join(base, "d2ljax")
+
+
+def search_path() -> list[str]:
+    """The folders searched for named models, in order (see the module docstring)."""
+    user = [p for p in os.environ.get("D2LJAX_MODELS", "").split(os.pathsep) if p]
+    return [os.path.expanduser(p) for p in user] + [os.path.join(cache_dir(), "models"), PACKAGE_MODELS]
+
+
+def _index() -> dict[str, str]:
+    """Model name -> folder, the first on the search path winning."""
+    found: dict[str, str] = {}
+    for root in search_path():
+        if not os.path.isdir(root):
+            continue
+        for name in sorted(os.listdir(root)):
+            folder = os.path.join(root, name)
+            if name not in found and os.path.isfile(os.path.join(folder, checkpoints.MODEL_JSON)):
+                found[name] = folder
+    return found
+
+
+def list_pretrained() -> list[str]:
+    """Names of the models on the search path, sorted."""
+    return sorted(_index())
+
+
+def resolve(name: str) -> str:
+    """The folder of a named model, or `name` itself when it is a model folder."""
+    index = _index()
+    if name in index:
+        return index[name]
+    path = os.path.expanduser(name)
+    if os.path.isfile(os.path.join(path, checkpoints.MODEL_JSON)):
+        return os.path.abspath(path)
+    available = ", ".join(sorted(index)) or "none installed"
+    raise UnknownModelError(f"unknown model {name!r}: not a model folder, and not one of the named models "
+                            f"({available}); searched {os.pathsep.join(search_path())}")
+
+
+def load_pretrained(name: str, dtype=None) -> tuple[D2LNet, dict]:
+    """`(model, variables)` of a named model or a model-folder path."""
+    return checkpoints.load_model(resolve(name), dtype)
+
+
+def parse_qualities(value: Any) -> Qualities:
+    """model.json's "qf" -> the trained quality intervals ((lo, hi), ...); None when absent."""
+    if value is None:
+        return None
+    if value == "blind":
+        return BLIND
+    if isinstance(value, str) and (m := re.fullmatch(r"\s*(\d+)\s*-\s*(\d+)\s*", value)):
+        lo, hi = int(m.group(1)), int(m.group(2))
+        if 1 <= lo <= hi <= 100:
+            return ((lo, hi),)
+    values = [value] if isinstance(value, int) else value
+    if (isinstance(values, list) and values
+            and all(isinstance(v, int) and not isinstance(v, bool) and 1 <= v <= 100 for v in values)):
+        return tuple((v, v) for v in sorted(set(values)))
+    raise ValueError(f"model.json 'qf' must be a quality 1..100, a list of them, 'LO-HI' or 'blind'; got {value!r}")
+
+
+def in_channels(metadata: Mapping[str, Any]) -> int:
+    """The model's image channels (1 gray, 3 colour), checked against an optional "mode"."""
+    in_chn = int(metadata.get("in_chn", 3))
+    mode = metadata.get("mode")
+    if mode is not None and MODES.get(mode) != in_chn:
+        raise ValueError(f"model.json 'mode' {mode!r} disagrees with in_chn={in_chn} (modes: gray = 1, color = 3)")
+    return in_chn
+
+
+@dataclasses.dataclass(frozen=True, eq=False)
+class ModelEntry:
+    """A model to restore with: what it restores (from its metadata), loaded on first use."""
+    name: str
+    in_chn: int
+    qualities: Qualities
+    loader: Callable[[], tuple[D2LNet, dict]] = dataclasses.field(repr=False)
+
+    @functools.cached_property
+    def loaded(self) -> tuple[D2LNet, dict]:
+        return self.loader()
+
+    def describe(self) -> str:
+        """'qf10 (color, QF 10)': the name with what the model was trained for."""
+        if self.qualities is None:
+            trained = "QF unstated"
+        elif self.qualities == BLIND:
+            trained = "blind"
+        else:
+            trained = "QF " + ", ".join(str(lo) if lo == hi else f"{lo}-{hi}" for lo, hi in self.qualities)
+        return f"{self.name} ({'gray' if self.in_chn == 1 else 'color'}, {trained})"
+
+
+def entry_from_metadata(name: str, metadata: Mapping[str, Any], loader) -> ModelEntry:
+    return ModelEntry(name, in_channels(metadata), parse_qualities(metadata.get("qf")), loader)
+
+
+def model_entry(name: str) -> ModelEntry:
+    """The entry of a named model or a model-folder path (reads model.json only)."""
+    folder = resolve(name)
+    return entry_from_metadata(name, checkpoints.read_model_json(folder),
+                               functools.partial(checkpoints.load_model, folder))
+
+
+def all_entries() -> list[ModelEntry]:
+    """An entry for every named model on the search path."""
+    return [model_entry(name) for name in list_pretrained()]

@@ -1,0 +1,393 @@
+"""Restoring photos: any size, gray or colour, with the model nearest the photo's JPEG quality.
+
+    python -m d2ljax restore photo.jpg folder/ 'more/*.jpg' -o restored/ [--model NAME] [--verbose]
+
+`restore(image, model=...)` takes a uint8 numpy array or a PIL image and returns the same kind;
+`restore_files` is the command line's loop (one line per bad file, a summary, no overwriting).
+Choices (numbers from benchmarks/restore_speed.py, see docs/restore.md):
+
+- Model: the one of the photo's kind (gray/colour) trained for its estimated JPEG quality
+  (`d2ljax.jpeg.estimate_quality`) give or take QF_TOLERANCE, else a blind one, else the
+  nearest; see `choose_model`.
+- Gray model, colour photo: the model restores the photo's BT.601 studio-range Y (the
+  protocol's gray, what gray models are trained on) and Cb, Cr are kept. Keeping Cb, Cr, the
+  inverse transform turns a luma change dY into dY * 255/219 on each of R, G and B, which is
+  what `merge_channels` adds: exact, and the identity when the model changes nothing.
+  Chroma artifacts stay. Colour model, gray photo: gray repeated to RGB, channels averaged back.
+- Size: H and W are reflect-padded up to multiples of `Options.bucket` so that one compiled
+  program (per batch size) serves many sizes, and cropped back; images above
+  `Options.max_pixels` are cut into overlapping tiles, blended with half-cosine ramps.
+  D2LNet's Fourier blocks are global, so both change the output slightly.
+- Photos are turned upright (EXIF orientation) and keep their ICC profile and EXIF
+  (orientation reset to 1); outputs are lossless and byte-for-byte reproducible.
+"""
+from __future__ import annotations
+
+import dataclasses
+import math
+import os
+import sys
+from collections import defaultdict
+from typing import Optional, Sequence, Union
+
+import numpy as np
+from PIL import Image, ImageOps
+
+from d2ljax import imageio, inference, jpeg, pretrained
+from d2ljax.metrics import rgb_to_y
+from d2ljax.model import D2LNet
+from d2ljax.pretrained import ModelEntry
+
+# d(R, G, B) / dY of BT.601 studio-range YCbCr -> RGB with Cb, Cr fixed (the Y row sums to 219/255).
+LUMA_TO_RGB = 255.0 / 219.0
+ORIENTATION = 0x0112
+GRAY_MODES = ("1", "L", "LA")
+SAVE_OPTIONS = {"png": {}, "tiff": {"compression": "tiff_adobe_deflate"}}
+# A model trained within this many QF steps of a photo fits it as well as a blind one does
+# (a judgement, not a measurement: the paper's per-QF models are better at their own QF).
+QF_TOLERANCE = 5
+FAR, UNSTATED = 50, 100  # quality_distance of a fixed-QF model to a non-JPEG, of a model stating no QF
+FILES_PER_CHUNK = 8  # photos decoded at once by restore_files: bounds memory, allows batching
+
+
+@dataclasses.dataclass(frozen=True)
+class Options:
+    """How images are padded and cut for the network (defaults: see docs/restore.md)."""
+    # Whole-image inference up to this many (padded) pixels, also the cap of a batch: the full
+    # model's forward needs ~2.6 GiB of XLA temporaries per megapixel (CPU memory_analysis).
+    max_pixels: int = 1024 * 1024
+    tile: int = 1024  # tile side for larger images (as large as max_pixels allows: least loss)
+    overlap: int = 128  # pixels shared by neighbouring tiles (at least), blended with cosine ramps
+    bucket: int = 64  # pad H, W up to multiples of this; 0 or 1: exact sizes (one compile per size)
+
+    def __post_init__(self):
+        if self.tile < 1 or not 0 <= 2 * self.overlap <= self.tile or self.bucket < 0:
+            raise ValueError(f"need tile >= 1, 0 <= 2 * overlap <= tile and bucket >= 0: {self}")
+        if padded(self.tile, self.bucket) ** 2 > self.max_pixels:
+            raise ValueError(f"a (padded) tile must fit max_pixels: {self}")
+
+
+@dataclasses.dataclass(frozen=True)
+class Photo:
+    """Upright uint8 pixels (HxW gray or HxWx3 RGB) with what travels with them."""
+    pixels: np.ndarray
+    quality: Optional[int] = None  # estimated JPEG quality; None when not a JPEG
+    icc_profile: Optional[bytes] = None
+    exif: Optional[bytes] = None  # orientation already applied (tag reset to 1)
+
+
+# --- sizes, buckets and tiles -------------------------------------------------------------
+
+def padded(length: int, bucket: int) -> int:
+    """`length` rounded up to a multiple of `bucket` (unchanged for bucket 0 or 1)."""
+    return -(-length // bucket) * bucket if bucket > 1 else length
+
+
+def pad_reflect(image: np.ndarray, height: int, width: int) -> np.ndarray:
+    """Reflect-pads HxWxC at the bottom and right to height x width (as D2LNet pads itself)."""
+    h, w = image.shape[:2]
+    return np.pad(image, ((0, height - h), (0, width - w), (0, 0)), mode="reflect")
+
+
+def power_of_two_splits(items: list) -> list[list]:
+    """[a, b, c, d, e] -> [[a, b, c, d], [e]]: batch sizes limited to powers of two (few compiles)."""
+    out, start = [], 0
+    while start < len(items):
+        size = 1 << ((len(items) - start).bit_length() - 1)
+        out.append(items[start:start + size])
+        start += size
+    return out
+
+
+def tile_starts(length: int, tile: int, overlap: int) -> list[int]:
+    """Evenly spread starts of `tile`-long windows covering [0, length), neighbours sharing >= `overlap`."""
+    if length <= tile:
+        return [0]
+    count = math.ceil((length - overlap) / (tile - overlap))
+    return [i * (length - tile) // (count - 1) for i in range(count)]
+
+
+def ramp(length: int, start: int, total: int, overlap: int) -> np.ndarray:
+    """A tile's blending weight along one axis: half-cosine rises over `overlap` pixels at the
+    edges inside the image (never 0; two opposite ramps sum to 1), 1 elsewhere."""
+    weight = np.ones(length)
+    if overlap:
+        rise = 0.5 - 0.5 * np.cos(np.pi * (np.arange(overlap) + 0.5) / overlap)
+        if start > 0:
+            weight[:overlap] = rise
+        if start + length < total:
+            weight[-overlap:] = np.minimum(weight[-overlap:], rise[::-1])
+    return weight
+
+
+# --- running the network -----------------------------------------------------------------
+
+def run_model(model: D2LNet, variables, images: Sequence[np.ndarray], options: Options) -> list[np.ndarray]:
+    """Restores HxWxC uint8 images as they are: grouped by size bucket, reflect-padded to it,
+    batched (up to max_pixels, power-of-two batch sizes) and cropped back."""
+    groups = defaultdict(list)
+    for i, image in enumerate(images):
+        groups[tuple(padded(n, options.bucket) for n in image.shape[:2])].append(i)
+    out: list = [None] * len(images)
+    for (height, width), indices in groups.items():
+        per_batch = max(1, options.max_pixels // (height * width))
+        for start in range(0, len(indices), per_batch):
+            for chunk in power_of_two_splits(indices[start:start + per_batch]):
+                batch = np.stack([pad_reflect(images[i], height, width) for i in chunk])
+                for i, restored in zip(chunk, inference.restore_batch(model, variables, batch)):
+                    out[i] = restored[:images[i].shape[0], :images[i].shape[1]]
+    return out
+
+
+def restore_tiled(model: D2LNet, variables, image: np.ndarray, options: Options) -> np.ndarray:
+    """Restores HxWxC in overlapping tiles (batched together) blended by `ramp` weights."""
+    h, w = image.shape[:2]
+    th, tw, overlap = min(options.tile, h), min(options.tile, w), options.overlap
+    corners = [(y, x) for y in tile_starts(h, th, overlap) for x in tile_starts(w, tw, overlap)]
+    tiles = run_model(model, variables, [image[y:y + th, x:x + tw] for y, x in corners], options)
+    total, weights = np.zeros(image.shape), np.zeros((h, w, 1))
+    for (y, x), tile in zip(corners, tiles):
+        weight = np.outer(ramp(th, y, h, overlap), ramp(tw, x, w, overlap))[..., None]
+        total[y:y + th, x:x + tw] += weight * tile
+        weights[y:y + th, x:x + tw] += weight
+    return np.round(total / weights).astype(np.uint8)
+
+
+def restore_images(model: D2LNet, variables, images: Sequence[np.ndarray], options: Options = Options()
+                   ) -> list[np.ndarray]:
+    """Restores HxWx(in_chn) uint8 images: whole (batched by bucket) up to max_pixels, else tiled."""
+    fits = [padded(im.shape[0], options.bucket) * padded(im.shape[1], options.bucket) <= options.max_pixels
+            for im in images]
+    whole = iter(run_model(model, variables, [im for im, f in zip(images, fits) if f], options))
+    return [next(whole) if f else restore_tiled(model, variables, im, options) for im, f in zip(images, fits)]
+
+
+# --- gray and colour ---------------------------------------------------------------------
+
+def split_channels(image: np.ndarray, in_chn: int) -> np.ndarray:
+    """A photo (HxW gray or HxWx3 RGB) as the model's HxWx(in_chn) input (see the module docstring)."""
+    if image.ndim == 2:
+        return np.repeat(image[..., None], in_chn, axis=-1)
+    return image if in_chn == 3 else rgb_to_y(image)[..., None]
+
+
+def merge_channels(image: np.ndarray, model_input: np.ndarray, restored: np.ndarray) -> np.ndarray:
+    """The restored photo, in the photo's own kind, from the model's input and output."""
+    if image.ndim == 2:
+        return np.round(restored.mean(axis=-1)).astype(np.uint8) if restored.shape[-1] == 3 else restored[..., 0]
+    if restored.shape[-1] == 3:
+        return restored
+    luma_change = restored.astype(np.float64) - model_input
+    return np.round(np.clip(image + luma_change * LUMA_TO_RGB, 0, 255)).astype(np.uint8)
+
+
+# --- choosing a model --------------------------------------------------------------------
+
+def quality_distance(qualities: pretrained.Qualities, quality: Optional[int]) -> float:
+    """How many QF steps a photo's quality lies from what a model was trained at (0: inside).
+
+    An unknown quality (not a JPEG) is 0 from a blind model and FAR from any other; a model
+    that states no quality is UNSTATED from everything, so it is chosen only when alone.
+    """
+    if qualities is None:
+        return UNSTATED
+    if quality is None:
+        return 0 if qualities == pretrained.BLIND else FAR
+    return min(max(lo - quality, 0, quality - hi) for lo, hi in qualities)
+
+
+def choose_model(entries: Sequence[ModelEntry], channels: int, quality: Optional[int]) -> ModelEntry:
+    """The model for a photo of `channels` (1 or 3) and estimated `quality`.
+
+    In order: the photo's own kind (gray/colour); the fewest QF steps beyond QF_TOLERANCE;
+    the narrowest training range (so a QF-30 model beats a blind one on a QF-28 photo, and a
+    blind one beats QF-10 and QF-30 models on a QF-21 photo); the nearest; the first listed.
+    """
+    if not entries:
+        raise ValueError("no model to choose from")
+
+    def rank(item):
+        index, entry = item
+        distance = quality_distance(entry.qualities, quality)
+        width = sum(hi - lo for lo, hi in entry.qualities or pretrained.BLIND)
+        return entry.in_chn != channels, max(distance - QF_TOLERANCE, 0), width, distance, index
+
+    return min(enumerate(entries), key=rank)[1]
+
+
+def model_entries(model: Union[D2LNet, str, Sequence, None] = None, variables=None) -> list[ModelEntry]:
+    """The models to choose from: a D2LNet with its variables, a name or model-folder path, a
+    list of names / ModelEntry, or None for every named model (d2ljax.pretrained)."""
+    if isinstance(model, D2LNet):
+        if variables is None:
+            raise ValueError("a D2LNet model needs its variables")
+        return [ModelEntry("model", model.in_chn, None, lambda: (model, variables))]
+    if model is None:
+        entries = pretrained.all_entries()
+        if not entries:
+            raise pretrained.UnknownModelError(
+                "no named models installed; pass a model or a model folder (search path: "
+                f"{os.pathsep.join(pretrained.search_path())})")
+        return entries
+    names = [model] if isinstance(model, str) else list(model)
+    return [m if isinstance(m, ModelEntry) else pretrained.model_entry(m) for m in names]
+
+
+def restore_photos(photos: Sequence[Photo], chosen: Sequence[ModelEntry], options: Options = Options()
+                   ) -> list[Photo]:
+    """Restores each photo with its chosen model, photos sharing a model restored together."""
+    out: list = [None] * len(photos)
+    for entry in dict.fromkeys(chosen):
+        indices = [i for i, c in enumerate(chosen) if c is entry]
+        model, variables = entry.loaded
+        inputs = [split_channels(photos[i].pixels, model.in_chn) for i in indices]
+        for i, x, y in zip(indices, inputs, restore_images(model, variables, inputs, options)):
+            out[i] = dataclasses.replace(photos[i], pixels=merge_channels(photos[i].pixels, x, y))
+    return out
+
+
+# --- photos in and out -------------------------------------------------------------------
+
+def upright(pixels: np.ndarray, exif: Image.Exif, icc_profile: Optional[bytes], quality: Optional[int]) -> Photo:
+    """Applies the EXIF orientation to the pixels and resets the tag to 1."""
+    if not exif:
+        return Photo(pixels, quality, icc_profile or None)
+    image = Image.fromarray(pixels)
+    image.info["exif"] = exif.tobytes()
+    image = ImageOps.exif_transpose(image)
+    exif = image.getexif()
+    exif[ORIENTATION] = 1
+    return Photo(np.asarray(image), quality, icc_profile or None, exif.tobytes())
+
+
+def photo_from_pil(image: Image.Image, quality: Optional[int] = None) -> Photo:
+    """A Photo of an opened PIL image; its JPEG quality is estimated unless given."""
+    name = getattr(image, "filename", "") or "<image>"
+    imageio.check_mode(image, name)
+    if quality is None and image.format == "JPEG":
+        quality = jpeg.estimate_quality(image)
+    pixels = np.asarray(image.convert("L" if image.mode in GRAY_MODES else "RGB"))
+    return upright(pixels, image.getexif(), image.info.get("icc_profile"), quality)
+
+
+def read_photo(path: str) -> Photo:
+    """Reads a photo file; raises imageio.ImageError (one line naming it) when it is unusable."""
+    pixels = imageio.read_image(path)
+    with Image.open(path) as header:  # metadata only; the pixels were decoded and checked above
+        quality = jpeg.estimate_quality(header) if header.format == "JPEG" else None
+        return upright(pixels, header.getexif(), header.info.get("icc_profile"), quality)
+
+
+def to_pil(photo: Photo) -> Image.Image:
+    """The photo as a PIL image carrying its ICC profile and EXIF in `info`."""
+    image = Image.fromarray(photo.pixels)
+    image.info.update({k: v for k, v in (("icc_profile", photo.icc_profile), ("exif", photo.exif)) if v})
+    return image
+
+
+def write_photo(photo: Photo, path: str, fmt: str = "png") -> None:
+    """Writes losslessly with the ICC profile and EXIF, through a temporary file in the same
+    folder, so that an interrupted run leaves no half-written output."""
+    image = to_pil(photo)
+    partial = f"{path}.partial-{os.getpid()}"
+    try:
+        image.save(partial, format=fmt.upper(), **SAVE_OPTIONS[fmt], **image.info)
+        os.replace(partial, path)
+    finally:
+        if os.path.exists(partial):
+            os.remove(partial)
+
+
+def restore(image: Union[np.ndarray, Image.Image], model: Union[D2LNet, str, Sequence, None] = None,
+            variables=None, *, quality: Optional[int] = None, options: Options = Options()):
+    """Restores one uint8 image (HxW, HxWx1 or HxWx3 numpy, or PIL) and returns the same kind.
+
+    model: see `model_entries` (default: the named model fitting best). quality: the JPEG quality
+    to choose the model for; by default estimated for a PIL JPEG, unknown for an array.
+    A PIL image comes back upright, with its ICC profile and EXIF in `info`.
+    """
+    entries = model_entries(model, variables)
+    if isinstance(image, Image.Image):
+        photo = photo_from_pil(image, quality)
+    else:
+        array = np.asarray(image)
+        if array.dtype != np.uint8 or not (array.ndim == 2 or (array.ndim == 3 and array.shape[-1] in (1, 3))):
+            raise ValueError(f"expected a uint8 HxW, HxWx1 or HxWx3 image, got {array.dtype} {array.shape}")
+        photo = Photo(array[..., 0] if array.ndim == 3 and array.shape[-1] == 1 else array, quality)
+    channels = 1 if photo.pixels.ndim == 2 else 3
+    restored = restore_photos([photo], [choose_model(entries, channels, photo.quality)], options)[0]
+    return to_pil(restored) if isinstance(image, Image.Image) else restored.pixels.reshape(np.shape(image))
+
+
+# --- folders of files --------------------------------------------------------------------
+
+@dataclasses.dataclass
+class Summary:
+    """What `restore_files` did with each input."""
+    written: list[str] = dataclasses.field(default_factory=list)
+    skipped: list[str] = dataclasses.field(default_factory=list)  # messages
+    failed: list[str] = dataclasses.field(default_factory=list)  # messages
+
+
+def plan_outputs(files: Sequence[str], outdir: str, fmt: str, overwrite: bool
+                 ) -> tuple[list[tuple[str, str]], list[str], list[str]]:
+    """(input, output) pairs to do, skipped messages and failure messages.
+
+    The output is OUTDIR/<input stem>.<fmt>; it is refused when it would replace an input or
+    land outside OUTDIR (through a link), or when two inputs share a stem; an existing output
+    is skipped unless `overwrite`.
+    """
+    inputs = {os.path.realpath(f) for f in files}
+    outdir_real = os.path.realpath(outdir)
+    todo, skipped, failed, taken = [], [], [], {}
+    for path in files:
+        out = os.path.join(outdir, os.path.splitext(os.path.basename(path))[0] + "." + fmt)
+        real = os.path.realpath(out)
+        if real in inputs:
+            failed.append(f"{path}: refusing to write {out}: it is an input (choose another OUTDIR or --format)")
+        elif os.path.dirname(real) != outdir_real:
+            failed.append(f"{path}: refusing to write {out}: it leads outside {outdir} ({real})")
+        elif real in taken:
+            failed.append(f"{path}: output {out} would also be written for {taken[real]} (same name)")
+        elif os.path.lexists(out) and not overwrite:
+            taken[real] = path
+            skipped.append(f"{path}: {out} exists, skipped (--overwrite replaces it)")
+        else:
+            taken[real] = path
+            todo.append((path, out))
+    return todo, skipped, failed
+
+
+def restore_files(specs: Sequence[str], outdir: str, entries: Sequence[ModelEntry], *,
+                  options: Options = Options(), fmt: str = "png", overwrite: bool = False,
+                  verbose: bool = False, progress: bool = True) -> Summary:
+    """Restores files, folders and globs into OUTDIR, one line per problem, never stopping
+    at a bad file. Raises FileNotFoundError when a spec matches nothing."""
+    from tqdm import tqdm
+    files = imageio.list_image_files(specs)
+    os.makedirs(outdir, exist_ok=True)
+    todo, skipped, failed = plan_outputs(files, outdir, fmt, overwrite)
+    summary = Summary(skipped=skipped, failed=list(failed))
+    bar = tqdm(total=len(todo), unit="image", disable=not progress, file=sys.stderr)
+    for message in skipped + failed:
+        bar.write(message, file=sys.stderr)
+    for start in range(0, len(todo), FILES_PER_CHUNK):
+        loaded = []
+        for path, out in todo[start:start + FILES_PER_CHUNK]:
+            try:
+                loaded.append((path, out, read_photo(path)))
+            except (imageio.ImageError, OSError, ValueError) as e:
+                summary.failed.append(str(e) if str(e).startswith(path) else f"{path}: {e}")
+                bar.write(summary.failed[-1], file=sys.stderr)
+                bar.update()
+        chosen = [choose_model(entries, 1 if p.pixels.ndim == 2 else 3, p.quality) for _, _, p in loaded]
+        for (path, _, photo), entry in zip(loaded, chosen):
+            if verbose:
+                estimate = "not a JPEG" if photo.quality is None else f"JPEG quality ~{photo.quality}"
+                bar.write(f"{path}: {estimate} -> {entry.describe()}", file=sys.stderr)
+        for (path, out, _), photo in zip(loaded, restore_photos([p for _, _, p in loaded], chosen, options)):
+            write_photo(photo, out, fmt)
+            summary.written.append(out)
+            bar.update()
+    bar.close()
+    return summary

@@ -1,0 +1,224 @@
+"""Restoring photos as a user would: folders with bad files, kinds, metadata, tiles, model choice."""
+import functools
+import io
+import os
+import struct
+import subprocess
+import sys
+import zlib
+
+import numpy as np
+import pytest
+from PIL import Image, ImageCms, ImageOps
+
+from d2ljax import checkpoints, restoration as restore
+from d2ljax.imageio import ImageError
+from d2ljax.metrics import psnr
+from d2ljax.model import D2LNet
+from d2ljax.pretrained import BLIND, ModelEntry
+
+REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+SMALL = restore.Options(max_pixels=64 * 64, tile=64, overlap=16, bucket=32)  # tiles anything above 64x64
+WHOLE = restore.Options(max_pixels=1 << 30, tile=1, overlap=0, bucket=0)
+
+
+@functools.lru_cache(maxsize=None)
+def tiny_model(in_chn=3, scale=0.05, seed=0):
+    """A D2LNet(wf 4, depth 2) with random parameters (scale 0: exactly the identity)."""
+    model = D2LNet(in_chn, wf=4, depth=2)
+    return model, checkpoints.random_variables(model, seed, scale)
+
+
+@pytest.fixture(scope="module")
+def rgb_model():
+    return tiny_model(3)
+
+
+@pytest.fixture(scope="module")
+def identity_model():
+    return tiny_model(3, scale=0.0)
+
+
+def photo(height=40, width=56, seed=0):
+    """A smooth colour test image with some texture."""
+    y, x = np.mgrid[:height, :width]
+    rng = np.random.default_rng(seed)
+    base = np.stack([128 + 90 * np.sin(x / 7 + c) * np.cos(y / 5) for c in range(3)], -1)
+    return np.clip(base + rng.normal(0, 8, base.shape), 0, 255).astype(np.uint8)
+
+
+def jpeg_bytes(pixels, quality=10, **options):
+    buffer = io.BytesIO()
+    Image.fromarray(pixels).save(buffer, format="JPEG", quality=quality, **options)
+    return buffer.getvalue()
+
+
+def bomb_png(width=100_000, height=100_000):
+    """A tiny PNG whose header claims width x height (Pillow refuses it as a decompression bomb)."""
+    buffer = io.BytesIO()
+    Image.new("L", (8, 8)).save(buffer, format="PNG")
+    data = bytearray(buffer.getvalue())
+    data[16:24] = struct.pack(">II", width, height)  # IHDR payload starts at byte 16
+    data[29:33] = struct.pack(">I", zlib.crc32(bytes(data[12:29])))
+    return bytes(data)
+
+
+def bad_files(folder):
+    """Writes one file per kind of bad input; returns {name: words its error line must contain}."""
+    write = lambda name, data: open(os.path.join(folder, name), "wb").write(data)
+    write("text.jpg", b"this is not an image\n")
+    write("empty.png", b"")
+    full = jpeg_bytes(photo(64, 64), 90)
+    write("truncated.jpg", full[:len(full) * 2 // 3])
+    write("bomb.png", bomb_png())
+    Image.new("CMYK", (16, 16)).save(os.path.join(folder, "cmyk.jpg"))
+    Image.fromarray(np.full((16, 16), 40000, np.uint16)).save(os.path.join(folder, "sixteen.png"))
+    frames = [Image.new("RGB", (16, 16), c) for c in ("red", "blue")]
+    frames[0].save(os.path.join(folder, "animated.png"), save_all=True, append_images=frames[1:])
+    return {"text.jpg": "not a readable image", "empty.png": "not a readable image",
+            "truncated.jpg": "truncated", "bomb.png": "decompression bomb", "cmyk.jpg": "CMYK",
+            "sixteen.png": "16-bit", "animated.png": "animated"}
+
+
+def test_cli_restores_a_folder_and_reports_each_bad_file(tmp_path, rgb_model):
+    """A new user's run: good colour and gray JPEGs beside every kind of bad file."""
+    inputs, outdir, model_dir = tmp_path / "in", tmp_path / "out", tmp_path / "qf10"
+    inputs.mkdir()
+    checkpoints.save_model(str(model_dir), *rgb_model, metadata={"qf": [10]})
+    (inputs / "colour.jpg").write_bytes(jpeg_bytes(photo(), 10))
+    (inputs / "gray.jpg").write_bytes(jpeg_bytes(photo()[..., 1], 10))
+    expected_errors = bad_files(str(inputs))
+    env = {**os.environ, "XDG_CACHE_HOME": str(tmp_path / "cache"), "D2LJAX_MODELS": ""}
+    result = subprocess.run(
+        [sys.executable, "-m", "d2ljax", "restore", str(inputs), "-o", str(outdir),
+         "--checkpoint", str(model_dir), "--verbose"],
+        cwd=REPO, env=env, capture_output=True, text=True, timeout=300)
+    assert result.returncode == 1, result.stderr
+    lines = result.stderr.splitlines()
+    for name, words in expected_errors.items():
+        hits = [line for line in lines if name in line and words in line and "failed:" not in line]
+        assert len(hits) == 1, (name, result.stderr)
+    assert "restored 2, skipped 0, failed 7" in result.stderr
+    assert any("colour.jpg: JPEG quality ~10 -> " in line and "QF 10" in line for line in lines)
+    assert sorted(os.listdir(outdir)) == ["colour.png", "gray.png"]
+    with Image.open(outdir / "colour.png") as colour, Image.open(outdir / "gray.png") as gray:
+        assert (colour.format, colour.mode, colour.size) == ("PNG", "RGB", (56, 40))
+        assert (gray.mode, gray.size) == ("L", (56, 40))
+
+
+def test_kinds_are_kept_for_arrays_and_pil(rgb_model):
+    """Gray stays gray and colour colour, whichever kind of model restores them."""
+    gray_model = tiny_model(1)
+    rgb, gray = photo(), photo()[..., 0]
+    for model, variables in (rgb_model, gray_model):
+        assert restore.restore(rgb, model, variables).shape == rgb.shape
+        assert restore.restore(gray, model, variables).shape == gray.shape
+        assert restore.restore(gray[..., None], model, variables).shape == gray.shape + (1,)
+        assert restore.restore(Image.fromarray(rgb), model, variables).mode == "RGB"
+        assert restore.restore(Image.fromarray(gray), model, variables).mode == "L"
+    with pytest.raises(ValueError, match="uint8"):
+        restore.restore(rgb.astype(np.float32), *rgb_model)
+
+
+def test_gray_model_on_colour_changes_luma_only():
+    """Through Y: an identity gray model returns the photo exactly, and any change keeps Cb, Cr."""
+    rgb = photo()
+    assert np.array_equal(restore.restore(rgb, *tiny_model(1, scale=0.0)), rgb)
+    out = restore.restore(rgb, *tiny_model(1)).astype(np.float64)
+    chroma = lambda im: np.stack([-37.797 * im[..., 0] - 74.203 * im[..., 1] + 112 * im[..., 2],
+                                  112 * im[..., 0] - 93.786 * im[..., 1] - 18.214 * im[..., 2]], -1) / 255
+    unclipped = (out > 0).all(-1) & (out < 255).all(-1)
+    assert np.abs(out - rgb).max() > 5  # the random model does change the photo
+    assert np.abs(chroma(out) - chroma(rgb.astype(np.float64)))[unclipped].max() < 1.0  # rounding only
+
+
+def test_exif_orientation_applied_and_metadata_carried(tmp_path, identity_model):
+    pixels = photo(40, 56)
+    exif = Image.Exif()
+    exif[0x0112], exif[0x010F] = 6, "d2ljax test camera"
+    icc = ImageCms.ImageCmsProfile(ImageCms.createProfile("sRGB")).tobytes()
+    source = tmp_path / "rotated.jpg"
+    source.write_bytes(jpeg_bytes(pixels, 90, exif=exif.tobytes(), icc_profile=icc))
+    restore.restore_files([str(source)], str(tmp_path / "out"), restore.model_entries(*identity_model),
+                          progress=False)
+    with Image.open(tmp_path / "out" / "rotated.png") as out, Image.open(source) as original:
+        upright = ImageOps.exif_transpose(original)
+        assert out.size == (40, 56) == upright.size
+        assert np.array_equal(np.asarray(out), np.asarray(upright))  # identity model: the upright decode
+        assert out.info["icc_profile"] == icc
+        assert out.getexif()[0x0112] == 1 and out.getexif()[0x010F] == "d2ljax test camera"
+    pil = restore.restore(Image.open(source), *identity_model)  # the PIL path does the same
+    assert pil.size == (40, 56) and pil.getexif()[0x0112] == 1 and pil.info["icc_profile"] == icc
+
+
+def test_never_overwrites_inputs_and_skips_existing_outputs(tmp_path, identity_model):
+    entries = restore.model_entries(*identity_model)
+    folder = tmp_path / "photos"
+    folder.mkdir()
+    Image.fromarray(photo()).save(folder / "a.png")
+    (folder / "b.jpg").write_bytes(jpeg_bytes(photo(seed=1)))
+    (folder / "a.jpg").write_bytes(jpeg_bytes(photo(seed=2)))
+    before = (folder / "a.png").read_bytes()
+    summary = restore.restore_files([str(folder)], str(folder), entries, progress=False)
+    assert (folder / "a.png").read_bytes() == before
+    assert [m.split(":")[0] for m in summary.failed] == [str(folder / "a.jpg"), str(folder / "a.png")]
+    assert "it is an input" in summary.failed[0] and summary.written == [str(folder / "b.png")]
+    again = restore.restore_files([str(folder / "b.jpg")], str(folder), entries, progress=False)
+    assert again.written == [] and "exists, skipped" in again.skipped[0]
+    forced = restore.restore_files([str(folder / "b.jpg")], str(folder), entries, overwrite=True, progress=False)
+    assert forced.written == [str(folder / "b.png")] and not forced.failed
+    assert restore.plan_outputs([str(folder / "a.jpg"), str(tmp_path / "a.bmp")], str(tmp_path / "o"), "png",
+                                False)[2][0].endswith("(same name)")
+
+
+def test_tiles_cover_and_blend_exactly():
+    for length, tile, overlap in ((100, 64, 16), (64, 64, 16), (200, 64, 8), (129, 64, 0)):
+        starts = restore.tile_starts(length, tile, overlap)
+        assert starts[0] == 0 and starts[-1] + min(tile, length) == length
+        assert all(a + tile - b >= overlap for a, b in zip(starts, starts[1:]))
+    weights = sum(np.pad(restore.ramp(64, s, 112, 16), (s, 112 - 64 - s)) for s in (0, 48))
+    assert np.allclose(weights, 1.0)  # half-cosine ramps of two neighbours sum to one
+
+
+def test_tiled_restoration_close_to_whole(rgb_model, identity_model):
+    """Blending is exact (identity model) and tiles change a random model's output very little."""
+    image = photo(100, 150)
+    assert np.array_equal(restore.restore(image, *identity_model, options=SMALL), image)
+    tiled = restore.restore(image, *rgb_model, options=SMALL)
+    whole = restore.restore(image, *rgb_model, options=WHOLE)
+    assert psnr(whole, tiled) > 40
+
+
+def test_outputs_are_byte_stable(tmp_path, rgb_model):
+    source = tmp_path / "photo.jpg"
+    source.write_bytes(jpeg_bytes(photo(70, 90), 20, icc_profile=b"not really a profile"))
+    entries = restore.model_entries(*rgb_model)
+    for run in ("first", "second"):
+        restore.restore_files([str(source)], str(tmp_path / run), entries, options=SMALL, progress=False)
+    assert (tmp_path / "first" / "photo.png").read_bytes() == (tmp_path / "second" / "photo.png").read_bytes()
+
+
+def test_model_choice_by_estimated_quality(tmp_path):
+    never = lambda: pytest.fail("choosing must not load a model")
+    qf10, qf30, blind, gray10, unstated = (
+        ModelEntry("qf10", 3, ((10, 10),), never), ModelEntry("qf30", 3, ((30, 30),), never),
+        ModelEntry("blind", 3, BLIND, never), ModelEntry("gray10", 1, ((10, 10),), never),
+        ModelEntry("unstated", 3, None, never))
+    entries = [unstated, blind, qf30, qf10, gray10]
+    choose = lambda channels, quality, among=entries: restore.choose_model(among, channels, quality).name
+    assert choose(3, 10) == "qf10" and choose(3, 28) == "qf30" and choose(3, 21) == "blind"
+    assert choose(3, None) == "blind" and choose(1, 12) == "gray10" and choose(1, 30) == "gray10"
+    assert choose(3, 21, [qf10, qf30]) == "qf30" and choose(3, 20, [qf30, qf10]) == "qf30"
+    assert choose(3, None, [qf30, qf10]) == "qf30" and choose(3, 14, [blind, qf10]) == "qf10"
+    assert choose(3, 50, [unstated, qf10]) == "qf10" and choose(1, 50, [unstated]) == "unstated"
+    path = tmp_path / "q28.jpg"
+    path.write_bytes(jpeg_bytes(photo(), 28))
+    assert restore.read_photo(str(path)).quality == 28
+    assert restore.choose_model([qf10, qf30], 3, restore.read_photo(str(path)).quality) is qf30
+
+
+def test_bad_files_raise_one_line_errors(tmp_path):
+    for name, words in bad_files(str(tmp_path)).items():
+        with pytest.raises(ImageError, match=words) as error:
+            restore.read_photo(str(tmp_path / name))
+        assert "\n" not in str(error.value) and str(error.value).startswith(str(tmp_path / name))
