@@ -1,0 +1,91 @@
+"""Training throughput of d2ljax's real train step (dual-domain loss, Adam, EMA, sharded jit).
+
+    python benchmarks/train_speed.py                         # full model 128x128 batch 1, quickstart model
+    python benchmarks/train_speed.py --models=full --dtype=bfloat16 --json=train_speed.json
+
+Each model is timed on a fixed random batch: the minimum over --repeats steps after one
+warm-up (compile) step, data loading excluded. GFLOP/s counts the convolutions only
+(benchmarks/model_speed.py's conv_gflops), fwd+bwd = 3x forward. For reference, the released
+PyTorch model takes about 1.88 s per batch-1 128x128 training step on the 2-core CPU of
+spec/performance_notes.md.
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import sys
+import time
+
+import jax
+import numpy as np
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+sys.path.insert(0, ROOT)
+from benchmarks.model_speed import conv_gflops  # noqa: E402
+from configs import default, quickstart  # noqa: E402
+from d2ljax import train_lib  # noqa: E402
+
+
+def full_config():
+    """The paper's model (wf 64, depth 4) on the reference case: 128x128, batch 1."""
+    config = default.get_config()
+    config.update({"patch_size": 128, "batch_size": 1})
+    return config
+
+
+MODELS = {"full": full_config, "quickstart": quickstart.get_config}
+
+
+def measure(name: str, config, repeats: int) -> dict:
+    """Seconds per train step and the throughput it gives."""
+    train_lib.check_config(config)
+    model = train_lib.make_model(config)
+    lr_fn = train_lib.create_learning_rate_fn(config)
+    tx = train_lib.create_optimizer(config, lr_fn)
+    mesh = train_lib.make_mesh()
+    state = train_lib.create_train_state(config, model, tx, mesh)
+    step = train_lib.make_train_step(config, model, tx, lr_fn, mesh)
+    shape = (config.batch_size, config.patch_size, config.patch_size, model.in_chn)
+    rng = np.random.default_rng(0)
+    batch = train_lib.global_batch([rng.uniform(size=shape).astype(np.float32) for _ in range(2)], mesh)
+    times = []
+    for _ in range(repeats + 1):  # the first run compiles
+        start = time.perf_counter()
+        state, metrics = step(state, batch)
+        jax.block_until_ready(metrics)
+        times.append(time.perf_counter() - start)
+    seconds = min(times[1:])
+    gflops = 3 * conv_gflops(model, config.patch_size, config.patch_size) * config.batch_size
+    return {"model": name, "wf": config.wf, "depth": config.depth, "patch_size": config.patch_size,
+            "batch_size": config.batch_size, "dtype": config.dtype, "devices": jax.device_count(),
+            "platform": jax.devices()[0].platform, "compile_and_first_step_s": times[0],
+            "step_s": seconds, "steps_per_s": 1 / seconds, "patches_per_s": config.batch_size / seconds,
+            "train_gflops_per_step": gflops, "gflop_per_s": gflops / seconds}
+
+
+def main():
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("--models", default="full,quickstart", help=f"comma-separated, of {list(MODELS)}")
+    parser.add_argument("--dtype", default="float32", choices=sorted(train_lib.DTYPES))
+    parser.add_argument("--repeats", type=int, default=3)
+    parser.add_argument("--json", help="also write the results to this file")
+    args = parser.parse_args()
+    rows = []
+    for name in args.models.split(","):
+        config = MODELS[name]()
+        config.dtype = args.dtype
+        row = measure(name, config, args.repeats)
+        rows.append(row)
+        print(f"{name:10s} wf {row['wf']:2d} depth {row['depth']} {row['patch_size']}x{row['patch_size']} "
+              f"batch {row['batch_size']} {row['dtype']}: {row['step_s']:.3f} s/step, "
+              f"{row['patches_per_s']:.2f} patches/s, {row['gflop_per_s']:.1f} GFLOP/s "
+              f"({row['train_gflops_per_step']:.1f} GFLOPs/step; compile + first step "
+              f"{row['compile_and_first_step_s']:.0f} s)", flush=True)
+    if args.json:
+        with open(args.json, "w") as f:
+            json.dump(rows, f, indent=1)
+
+
+if __name__ == "__main__":
+    main()

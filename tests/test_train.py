@@ -1,0 +1,253 @@
+"""Training: config checks, identity init, the loop on the shipped photos (loss falls, resume
+continues the same run, a NaN stops it, the workdir loads as a model), and sharding (8 devices
+equal 1; 2 processes x 2 devices equal 1 x 4) in subprocesses with fake CPU devices."""
+import json
+import os
+import socket
+import subprocess
+import sys
+from pathlib import Path
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pytest
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))  # the configs/ folder
+
+from configs import blind, default, qf10, qf20, qf30, quickstart  # noqa: E402
+from d2ljax import checkpoints, train_lib  # noqa: E402
+
+CONFIG_MODULES = (default, qf10, qf20, qf30, blind, quickstart)
+
+
+def tiny_config(**overrides):
+    """The quickstart recipe shrunk for tests: wf 4, depth 2, 16x16 patches, batch 8."""
+    config = quickstart.get_config()
+    config.update({"wf": 4, "depth": 2, "patch_size": 16, "batch_size": 8, "num_train_steps": 60,
+                   "warmup_steps": 2, "learning_rate": 3e-3, "log_every_steps": 1,
+                   "checkpoint_every_steps": 20, "ema_decay": 0.9, "val_crop": 64,
+                   "progress_bar": False, **overrides})
+    return config
+
+
+@pytest.fixture(scope="module", autouse=True)
+def fast_compiles(tmp_path_factory):
+    """Quick, unoptimised CPU compiles, shared between runs through a persistent cache."""
+    settings = {"jax_disable_most_optimizations": True,
+                "jax_compilation_cache_dir": str(tmp_path_factory.mktemp("xla_cache")),
+                "jax_persistent_cache_min_compile_time_secs": 0}
+    saved = {k: jax.config.values[k] for k in settings}
+    for k, v in settings.items():
+        jax.config.update(k, v)
+    yield
+    for k, v in saved.items():
+        jax.config.update(k, v)
+
+
+def read_losses(workdir) -> dict[int, float]:
+    """step -> loss from metrics.jsonl; a step logged twice (before and after an interruption)
+    keeps its last value."""
+    with open(os.path.join(workdir, "metrics.jsonl")) as f:
+        return {r["step"]: r["loss"] for r in map(json.loads, f)}
+
+
+# ----------------------------------------------------------------------------- configs
+@pytest.mark.parametrize("module", CONFIG_MODULES, ids=lambda m: m.__name__)
+@pytest.mark.parametrize("arg", ["", "gray"])
+def test_configs_are_valid(module, arg):
+    config = module.get_config(arg)
+    train_lib.check_config(config, device_count=1, process_count=1)
+    assert config.mode == (arg or "color")
+    assert config.num_train_steps > 0 and config.batch_size > 0 and config.patch_size > 0
+    assert module.__doc__.lstrip().split("\n")[0] and "python train.py" in module.__doc__
+
+
+def test_blind_recipe():
+    color, gray = blind.get_config(), blind.get_config("gray")
+    assert (color.qf_range, gray.qf_range, color.qf_range_prob, color.misalign) == ((8, 96), (5, 95), 0.25, 0.5)
+
+
+@pytest.mark.parametrize("field, value, message", [
+    ("batch_size", 6, "batch_size=6 .* multiple of the 8 devices"),
+    ("patch_size", 36, r"patch_size=36 must be a multiple of 2\*\*\(depth-1\) = 8"),
+    ("mode", "grey", "mode='grey'"),
+    ("qf", (0,), "qf=.*integers in \\[1, 100\\]"),
+    ("qf", (10.5,), "qf=.*integers in \\[1, 100\\]"),
+    ("schedule", "linear", "schedule='linear'"),
+    ("ema_decay", 1.0, "ema_decay=1.0"),
+    ("dtype", "float16", "dtype='float16'"),
+])
+def test_bad_config_is_a_one_line_error(field, value, message):
+    config = default.get_config()
+    config[field] = value
+    with pytest.raises(ValueError, match=message) as error:
+        train_lib.check_config(config, device_count=8, process_count=1)
+    assert "\n" not in str(error.value)
+
+
+# ----------------------------------------------------------------------------- state and step
+def test_identity_init_returns_the_input():
+    config = tiny_config()
+    model = train_lib.make_model(config)
+    tx = train_lib.create_optimizer(config, train_lib.create_learning_rate_fn(config))
+    state = train_lib.create_train_state(config, model, tx, train_lib.make_mesh())
+    x = jax.random.uniform(jax.random.PRNGKey(1), (2, 16, 16, 3))
+    out_1, _, _, out_2 = model.apply({"params": state.params}, x)
+    np.testing.assert_array_equal(out_1, x)
+    np.testing.assert_array_equal(out_2, x)
+
+
+def test_bfloat16_step():
+    """bfloat16 convolutions, float32 parameters and loss; gradient clipping on."""
+    config = tiny_config(dtype="bfloat16", grad_clip_norm=1.0)
+    model = train_lib.make_model(config)
+    lr_fn = train_lib.create_learning_rate_fn(config)
+    tx = train_lib.create_optimizer(config, lr_fn)
+    mesh = train_lib.make_mesh()
+    state = train_lib.create_train_state(config, model, tx, mesh)
+    batch = [np.random.default_rng(0).uniform(size=(8, 16, 16, 3)).astype(np.float32)] * 2
+    state, metrics = train_lib.make_train_step(config, model, tx, lr_fn, mesh)(
+        state, train_lib.global_batch(batch, mesh))
+    assert np.isfinite(float(metrics["loss"])) and int(state.step) == 1
+    assert all(p.dtype == jnp.float32 for p in jax.tree.leaves(state.params))
+
+
+def test_learning_rate_schedule():
+    config = tiny_config(num_train_steps=100, warmup_steps=10, learning_rate=1.0, final_lr_fraction=0.1)
+    lr = train_lib.create_learning_rate_fn(config)
+    np.testing.assert_allclose([lr(0), lr(5), lr(10), lr(100)], [0.0, 0.5, 1.0, 0.1], atol=1e-6)
+    config.schedule = "constant"
+    lr = train_lib.create_learning_rate_fn(config)
+    np.testing.assert_allclose([lr(5), lr(10), lr(100)], [0.5, 1.0, 1.0], atol=1e-6)
+
+
+# ----------------------------------------------------------------------------- the loop
+@pytest.fixture(scope="module")
+def trained(tmp_path_factory):
+    """An uninterrupted tiny run: (config, workdir)."""
+    config = tiny_config()
+    workdir = str(tmp_path_factory.mktemp("run"))
+    train_lib.train_and_evaluate(config, workdir)
+    return config, workdir
+
+
+def test_loss_falls(trained):
+    losses = list(read_losses(trained[1]).values())
+    assert len(losses) == 60
+    assert np.mean(losses[-15:]) < 0.95 * np.mean(losses[:15])
+
+
+def test_workdir_loads_as_the_best_ema_model(trained):
+    config, workdir = trained
+    model, variables = checkpoints.load_model(workdir)
+    assert (model.in_chn, model.wf, model.depth) == (3, config.wf, config.depth)
+    with open(os.path.join(workdir, "metrics.jsonl")) as f:
+        validated = [r for r in map(json.loads, f) if "val_psnr" in r]
+    best = max(validated, key=lambda r: r["val_psnr"])["step"]
+    with train_lib.checkpoint_manager(workdir, read_only=True) as manager:
+        saved = manager.restore(best)
+    jax.tree.map(np.testing.assert_array_equal, variables["params"], saved["ema_params"])
+    assert json.load(open(os.path.join(workdir, "config.json")))["num_train_steps"] == 60
+
+
+class StopAt:
+    """Wraps train_batches: batch `index` (counted over the run) raises or is made NaN."""
+
+    def __init__(self, index: int, nan: bool = False):
+        self.index, self.nan, self.real = index, nan, train_lib.train_batches
+
+    def __call__(self, config, start_step):
+        for i, (degraded, clean) in enumerate(self.real(config, start_step), start_step + 1):
+            if i == self.index and not self.nan:
+                raise KeyboardInterrupt("simulated interruption")
+            yield (degraded * np.nan if i == self.index else degraded), clean
+
+
+def test_resume_continues_the_same_run(trained, tmp_path, monkeypatch):
+    config, reference = trained
+    with monkeypatch.context() as patch:
+        patch.setattr(train_lib, "train_batches", StopAt(25))
+        with pytest.raises(KeyboardInterrupt):
+            train_lib.train_and_evaluate(config, str(tmp_path))
+    train_lib.train_and_evaluate(config, str(tmp_path))  # resumes from step 20
+    expected, resumed = read_losses(reference), read_losses(tmp_path)
+    steps = range(21, 61)
+    np.testing.assert_allclose([resumed[s] for s in steps], [expected[s] for s in steps], rtol=1e-6)
+
+
+def test_nan_stops_training_and_keeps_the_checkpoint(tmp_path, monkeypatch):
+    monkeypatch.setattr(train_lib, "train_batches", StopAt(11, nan=True))
+    with pytest.raises(FloatingPointError, match="step 11: loss nan.*checkpoint \\(step 8\\).*intact"):
+        train_lib.train_and_evaluate(tiny_config(checkpoint_every_steps=8), str(tmp_path))
+    with train_lib.checkpoint_manager(str(tmp_path), read_only=True) as manager:
+        assert manager.all_steps() == [8]
+        assert all(np.isfinite(x).all() for x in jax.tree.leaves(manager.restore(8)["params"]))
+
+
+# ----------------------------------------------------------------------------- sharding
+STEP_SCRIPT = """
+import sys
+import jax
+import numpy as np
+sys.path.insert(0, {root!r})
+from tests.test_train import tiny_config
+from d2ljax import train_lib
+
+process_id, num_processes, port, devices, out = sys.argv[1:]
+if int(num_processes) > 1:
+    jax.distributed.initialize(f"127.0.0.1:{{port}}", int(num_processes), int(process_id))
+config = tiny_config(batch_size=8)
+model = train_lib.make_model(config)
+lr_fn = train_lib.create_learning_rate_fn(config)
+tx = train_lib.create_optimizer(config, lr_fn)
+mesh = train_lib.make_mesh(jax.devices()[:int(devices)])
+state = train_lib.create_train_state(config, model, tx, mesh)
+step = train_lib.make_train_step(config, model, tx, lr_fn, mesh)
+rng = np.random.default_rng(0)
+batch = [rng.uniform(size=(8, 16, 16, 3)).astype(np.float32) for _ in range(2)]
+rows = slice(int(process_id) * 8 // int(num_processes), (int(process_id) + 1) * 8 // int(num_processes))
+losses = []
+for _ in range(2):
+    state, metrics = step(state, train_lib.global_batch([x[rows] for x in batch], mesh))
+    losses.append(float(metrics["loss"]))
+if jax.process_index() == 0:
+    flat = {{jax.tree_util.keystr(k): np.asarray(v) for k, v in jax.tree_util.tree_leaves_with_path(state.params)}}
+    np.savez(out, losses=np.array(losses), **flat)
+"""
+
+
+def run_step_script(tmp_path, host_devices: int, devices: int, num_processes: int = 1):
+    """Two train steps on a fixed global batch; returns the .npz of losses and parameters."""
+    script = tmp_path / "step.py"
+    script.write_text(STEP_SCRIPT.format(root=str(ROOT)))
+    out = tmp_path / f"{num_processes}x{devices}.npz"
+    env = {**os.environ, "XLA_FLAGS": f"--xla_force_host_platform_device_count={host_devices}",
+           "JAX_PLATFORMS": "cpu", "JAX_DISABLE_MOST_OPTIMIZATIONS": "1"}
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    procs = [subprocess.Popen([sys.executable, str(script), str(i), str(num_processes), str(port),
+                               str(devices), str(out)], env=env, cwd=ROOT,
+                              stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+             for i in range(num_processes)]
+    logs = [p.communicate(timeout=600)[0] for p in procs]
+    for p, log in zip(procs, logs):
+        assert p.returncode == 0, log[-3000:]
+    return np.load(out)
+
+
+def assert_same_training(a, b):
+    np.testing.assert_allclose(a["losses"], b["losses"], rtol=1e-6)
+    for key in a.files:
+        np.testing.assert_allclose(a[key], b[key], atol=1e-5, err_msg=key)
+
+
+def test_eight_devices_equal_one(tmp_path):
+    assert_same_training(run_step_script(tmp_path, 8, 8), run_step_script(tmp_path, 8, 1))
+
+
+@pytest.mark.slow
+def test_two_processes_equal_one(tmp_path):
+    assert_same_training(run_step_script(tmp_path, 2, 4, num_processes=2), run_step_script(tmp_path, 4, 4))

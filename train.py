@@ -1,0 +1,37 @@
+"""Trains D2LNet: `python train.py --config=configs/quickstart.py --workdir=runs/quickstart`.
+
+Rerunning the same command resumes from the workdir. Multi-host: start one process per host
+with --distributed (jax.distributed.initialize: found automatically on TPU pods, SLURM and the
+like; elsewhere give --coordinator_address=HOST:PORT --num_processes=N --process_id=I).
+"""
+import jax
+import tensorflow as tf
+from absl import app, flags, logging
+from ml_collections import config_flags
+
+from d2ljax import train_lib
+
+FLAGS = flags.FLAGS
+flags.DEFINE_string("workdir", None, "Folder for checkpoints, metrics and the exported model.")
+flags.DEFINE_bool("distributed", False, "Call jax.distributed.initialize() (multi-host training).")
+flags.DEFINE_string("coordinator_address", None, "With --distributed: process 0's HOST:PORT.")
+flags.DEFINE_integer("num_processes", None, "With --distributed: number of processes.")
+flags.DEFINE_integer("process_id", None, "With --distributed: this process's index.")
+config_flags.DEFINE_config_file("config", None, "Training configuration (configs/*.py[:gray]).",
+                                lock_config=True)
+flags.mark_flags_as_required(["config", "workdir"])
+
+
+def main(argv):
+    if len(argv) > 1:
+        raise app.UsageError(f"unexpected arguments: {argv[1:]}")
+    tf.config.set_visible_devices([], "GPU")  # TensorFlow only feeds data; the GPUs are JAX's.
+    if FLAGS.distributed:
+        jax.distributed.initialize(FLAGS.coordinator_address, FLAGS.num_processes, FLAGS.process_id)
+    logging.info("JAX process %d/%d, %d local / %d devices", jax.process_index(), jax.process_count(),
+                 jax.local_device_count(), jax.device_count())
+    train_lib.train_and_evaluate(FLAGS.config, FLAGS.workdir)
+
+
+if __name__ == "__main__":
+    app.run(main)
