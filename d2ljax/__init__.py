@@ -8,7 +8,9 @@ Modules: model (D2LNet), spectral, losses, metrics (PSNR/SSIM/PSNR-B as the publ
 jpeg (the protocol's JPEG, quality estimation), data (tf.data training pipelines), testsets,
 evaluation, inference, restoration (restore), pretrained, checkpoints, convert, train_lib.
 """
-from d2ljax import checkpoints, convert, jpeg, metrics, spectral  # noqa: F401
+import importlib
+
+from d2ljax import checkpoints, jpeg, metrics, spectral  # noqa: F401
 from d2ljax.checkpoints import load_model, save_model
 from d2ljax.jpeg import compress, estimate_quality
 from d2ljax.metrics import psnr, psnrb, rgb_to_y, ssim
@@ -21,3 +23,13 @@ __all__ = [
     "load_model", "load_pretrained", "psnr", "psnrb", "restore", "rgb_to_y", "save_model", "ssim",
 ]
 __version__ = "0.1.0"
+
+# Loaded on first use: `convert` is also run as `python -m d2ljax.convert`, which warns when
+# the package has imported it already; `data`, `train_lib` and `evaluation` pull in TensorFlow.
+_LAZY = ("convert", "data", "evaluation", "inference", "losses", "testsets", "train_lib")
+
+
+def __getattr__(name):
+    if name in _LAZY:
+        return importlib.import_module(f"d2ljax.{name}")
+    raise AttributeError(f"module 'd2ljax' has no attribute {name!r}")

@@ -57,7 +57,7 @@ def save_model(directory: str, model: D2LNet, variables: Mapping, *, overwrite: 
     directory = os.path.abspath(directory)
     if os.path.exists(directory):
         if not overwrite:
-            raise FileExistsError(f"{directory} exists; choose another folder or pass overwrite")
+            raise FileExistsError(f"{directory} exists; choose another folder or pass overwrite=True (--overwrite)")
         if not os.path.isfile(os.path.join(directory, MODEL_JSON)):
             raise FileExistsError(f"{directory} exists and is not a d2ljax model folder; refusing to replace it")
         shutil.rmtree(directory)
