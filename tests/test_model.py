@@ -6,6 +6,7 @@ import pytest
 
 from conftest import FIXTURES, require
 from d2ljax import convert
+from d2ljax.checkpoints import random_variables
 from d2ljax.model import D2LNet, count_params
 
 OUTPUTS = ("out_1", "out_1_amp", "out_1_phase", "out_2")
@@ -64,10 +65,10 @@ def test_parity_float64(fixture, weights):
         compare(ref, outs, grad, "_f64", image_tol=1e-10, amp_tol=1e-10, phase_tol=1e-10, grad_tol=1e-10)
 
 
-def tiny(in_chn=3, **kw):
-    model = D2LNet(in_chn=in_chn, wf=8, depth=3, **kw)
-    variables = model.init(jax.random.PRNGKey(0), jnp.zeros((1, 8, 8, in_chn)))
-    return model, variables
+def tiny(in_chn=3):
+    """A wf-8, depth-3 model with random parameters (model.init compiles slowly on CPU)."""
+    model = D2LNet(in_chn=in_chn, wf=8, depth=3)
+    return model, random_variables(model, scale=0.1)
 
 
 @pytest.mark.parametrize("height,width", [(1, 1), (7, 13), (250, 250), (255, 257)])
