@@ -23,7 +23,7 @@ import numpy as np
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 sys.path.insert(0, ROOT)
 from benchmarks.model_speed import conv_gflops  # noqa: E402
-from configs import default, quickstart  # noqa: E402
+from configs import bsds, default, quickstart  # noqa: E402
 from d2ljax import train_lib  # noqa: E402
 
 
@@ -34,7 +34,8 @@ def full_config():
     return config
 
 
-MODELS = {"full": full_config, "quickstart": quickstart.get_config}
+MODELS = {"full": full_config, "quickstart": quickstart.get_config,
+          "bsds_gray": lambda: bsds.get_config("gray,10"), "bsds_color": lambda: bsds.get_config("color,10")}
 
 
 def measure(name: str, config, repeats: int) -> dict:

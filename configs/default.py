@@ -38,6 +38,7 @@ def get_config(arg: str = "") -> ml_collections.ConfigDict:
     config.depth = 4  # U-Net levels
     config.relu_slope = 0.2  # LeakyReLU slope
     config.dtype = "float32"  # compute dtype of the convolutions: 'float32' or 'bfloat16' (params stay float32)
+    config.init_from = ""  # fine-tune: a pretrained name, model folder or workdir (same mode/wf/depth); "" starts afresh
     config.identity_init = True  # zero the heads' last convs so training starts from out_2 == input
 
     # ---- loss (d2ljax.losses.dual_domain_loss): l1 L1(out_2) + amp L1(A(out_1)) + phase L1(P(out_2))

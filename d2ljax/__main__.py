@@ -2,6 +2,7 @@
 
     python -m d2ljax restore photo.jpg folder/ 'more/*.jpg' -o restored/ [--model NAME | --checkpoint DIR]
     python -m d2ljax models        # the named models and what they were trained for
+    python -m d2ljax export WORKDIR OUT_DIR   # a training workdir -> a model folder to share
 
 Exit status: 0 when every input was restored (or skipped as already done), 1 when any failed,
 2 when nothing could start (bad arguments, no input matched, no usable model).
@@ -9,6 +10,7 @@ Exit status: 0 when every input was restored (or skipped as already done), 1 whe
 from __future__ import annotations
 
 import argparse
+import json
 import os
 import sys
 
@@ -73,6 +75,25 @@ def run_models(args: argparse.Namespace) -> int:
     return 0
 
 
+def run_export(args: argparse.Namespace) -> int:
+    """Writes the workdir's exported parameters (best EMA) and model.json as a model folder."""
+    from d2ljax import checkpoints
+    try:
+        metadata = checkpoints.read_model_json(args.workdir)
+        model, variables = checkpoints.load_model(args.workdir)
+        for item in args.set:
+            key, sep, value = item.partition("=")
+            if not sep or not key:
+                raise ValueError(f"--set takes KEY=JSON, got {item!r}")
+            metadata[key] = json.loads(value)
+        checkpoints.save_model(args.outdir, model, variables, metadata=metadata)
+    except (OSError, ValueError) as e:
+        print(f"error: {e}", file=sys.stderr)
+        return 2
+    print(f"exported {args.workdir} -> {args.outdir}", file=sys.stderr)
+    return 0
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m d2ljax", description="D2LNet JPEG artifact removal.")
     commands = parser.add_subparsers(dest="command", required=True)
@@ -81,6 +102,14 @@ def main(argv: list[str] | None = None) -> int:
     add_restore_arguments(restore_parser)
     restore_parser.set_defaults(run=run_restore)
     commands.add_parser("models", help="list the named models").set_defaults(run=run_models)
+    export_parser = commands.add_parser("export", help="a training workdir -> a model folder",
+                                        description=run_export.__doc__)
+    export_parser.add_argument("workdir", help="training workdir (its best checkpoint, EMA parameters when kept)")
+    export_parser.add_argument("outdir", help="new model folder (never overwritten); a name in "
+                                              "~/.cache/d2ljax/models makes it a named model")
+    export_parser.add_argument("--set", action="append", default=[], metavar="KEY=JSON",
+                               help="add or replace a model.json entry, e.g. --set 'qf=[10]'; repeatable")
+    export_parser.set_defaults(run=run_export)
     args = parser.parse_args(argv)
     return args.run(args)
 

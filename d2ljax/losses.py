@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import math
 
+import jax
 import jax.numpy as jnp
 
 from d2ljax import spectral
@@ -27,19 +28,25 @@ def l1(a: jnp.ndarray, b: jnp.ndarray) -> jnp.ndarray:
     return jnp.mean(jnp.abs(a - b))
 
 
+def _trained(x: jnp.ndarray, weight: float) -> jnp.ndarray:
+    """x, cut from the gradient when its term's weight is 0."""
+    return x if weight else jax.lax.stop_gradient(x)
+
+
 def dual_domain_loss(out_1: jnp.ndarray, out_2: jnp.ndarray, target: jnp.ndarray, *,
                      l1_weight: float = 1.0, amp_weight: float = ALPHA,
                      phase_weight: float = ALPHA) -> tuple[jnp.ndarray, dict]:
     """(loss, its three unweighted terms) for (N, H, W, C) stage-1 and final images vs GT.
 
     Amplitudes and phases use d2ljax.spectral, so gradients stay finite at zero bins and the
-    exactly-real bins have phase exactly 0 or pi.
+    exactly-real bins have phase exactly 0 or pi. A term of weight 0 is still reported but
+    gets no gradient, which spares its backward pass.
     """
     gt_spectrum = ortho_spectrum(target)
     terms = {
         "l1": l1(out_2, target),
-        "amp": l1(spectral.amplitude(ortho_spectrum(out_1)), spectral.amplitude(gt_spectrum)),
-        "phase": l1(spectral.phase(ortho_spectrum(out_2)), spectral.phase(gt_spectrum)),
+        "amp": l1(spectral.amplitude(ortho_spectrum(_trained(out_1, amp_weight))), spectral.amplitude(gt_spectrum)),
+        "phase": l1(spectral.phase(ortho_spectrum(_trained(out_2, phase_weight))), spectral.phase(gt_spectrum)),
     }
     loss = l1_weight * terms["l1"] + amp_weight * terms["amp"] + phase_weight * terms["phase"]
     return loss, terms

@@ -153,25 +153,26 @@ class FFTConvBlock(nn.Module):
 def fourier_branch(x_res, mode: str, edit):
     """Re(IFFT2(A' exp(i P'))) where `edit` maps the phase (P' = edit(P)) or the amplitude.
 
-    x_res is (N, H, W, C); `edit` acts on channels-first (N, C, H, W') maps. Computed on
-    the one-sided spectrum (rfft2): the full spectrum of the real map x_res is Hermitian, so
-    its values at -k follow from those at k (`spectral.mirror`). The edited spectrum is not
-    Hermitian in phase mode (the edit's biases and LeakyReLU break the symmetry), so its
-    real inverse is taken through its Hermitian part. Same result as the full FFT2 with
-    half the FFT work.
+    x_res is (N, H, W, C); `edit` acts on channels-first (N, C, H, W') maps, bin by bin (1x1
+    convs). Computed on the one-sided spectrum (rfft2): the full spectrum of the real map
+    x_res is Hermitian, so its values at -k follow from those at k (`spectral.mirror`).
+    Amplitude mode keeps that symmetry (the amplitude is even and the edit acts bin by bin),
+    so the edited half spectrum is A' z/|z| and irfft2 inverts it directly. Phase mode breaks
+    it (the edit's biases and LeakyReLU do not commute with P -> -P), so its real inverse is
+    taken through the Hermitian part. Same result as the full FFT2 with half the FFT work.
     """
     if mode not in ("phase", "amplitude"):
         raise ValueError(f"FFTConvBlock mode must be 'phase', 'amplitude' or 'none', got {mode!r}")
     height, width = x_res.shape[1:3]
     spectrum = spectral.rfft2(jnp.moveaxis(x_res, -1, 1))  # (N, C, H, W//2+1)
-    amp, pha = spectral.amplitude(spectrum), spectral.phase(spectrum)
-    amp_m, pha_m = spectral.mirror(amp, width, odd=False), spectral.mirror(pha, width, odd=True)
-    if mode == "phase":
-        pha, pha_m = edit(pha), edit(pha_m)
+    amp = spectral.amplitude(spectrum)
+    if mode == "amplitude":
+        f = spectral.irfft2(edit(amp) * spectral.unit_phasor(spectrum), height, width)
     else:
-        amp, amp_m = edit(amp), edit(amp_m)
-    f = spectral.ifft2_real_of_onesided(spectral.from_polar(amp, pha), spectral.from_polar(amp_m, pha_m),
-                                        height, width)
+        pha = spectral.phase(spectrum)
+        amp_m, pha_m = spectral.mirror(amp, width, odd=False), spectral.mirror(pha, width, odd=True)
+        f = spectral.ifft2_real_of_onesided(spectral.from_polar(amp, edit(pha)),
+                                            spectral.from_polar(amp_m, edit(pha_m)), height, width)
     return jnp.moveaxis(f, 1, -1)
 
 

@@ -99,6 +99,14 @@ def phase(z: jnp.ndarray) -> jnp.ndarray:
                      jnp.angle(lax.stop_gradient(z)))
 
 
+def unit_phasor(z: jnp.ndarray) -> jnp.ndarray:
+    """exp(i angle(z)) = z / |z| without the angle (1 where z == 0, as angle(0) = 0), with a
+    zero (not NaN) gradient there."""
+    nz = _nonzero(z)
+    safe = jnp.where(nz, z, jnp.ones((), z.dtype))
+    return jnp.where(nz, safe / jnp.abs(safe), jnp.ones((), z.dtype))
+
+
 def from_polar(amp: jnp.ndarray, pha: jnp.ndarray) -> jnp.ndarray:
     """amp * exp(i pha) as a complex array."""
     return lax.complex(amp * jnp.cos(pha), amp * jnp.sin(pha))

@@ -145,17 +145,36 @@ def init_key(seed: int) -> jax.Array:
     return jax.random.key(seed, impl="unsafe_rbg")
 
 
+def initial_params(config: ml_collections.ConfigDict, model: D2LNet):
+    """The parameters of config.init_from (a pretrained name, model folder or training
+    workdir) to fine-tune, or None to initialise afresh. Its architecture must be `model`'s."""
+    if not config.init_from:
+        return None
+    from d2ljax import pretrained
+    source, variables = pretrained.load_pretrained(config.init_from)
+    have, want = checkpoints.model_config(source), checkpoints.model_config(model)
+    _require(have == want, f"config.init_from={config.init_from!r} holds D2LNet({_arch(have)}) but the config "
+                           f"builds D2LNet({_arch(want)}): set mode, wf and depth to match it")
+    return variables["params"]
+
+
+def _arch(model_config: dict) -> str:
+    return ", ".join(f"{k}={model_config[k]}" for k in checkpoints.ARCH_FIELDS)
+
+
 def create_train_state(config: ml_collections.ConfigDict, model: D2LNet, tx: optax.GradientTransformation,
-                       mesh: jax.sharding.Mesh) -> TrainState:
-    """Fresh state, replicated over the mesh: parameters from config.seed (identity heads when
-    config.identity_init), Adam moments, and EMA parameters when config.ema_decay > 0."""
-    def init():
-        probe = jnp.zeros((1, model.multiple, model.multiple, model.in_chn), jnp.float32)
-        params = model.init(init_key(config.seed), probe)["params"]
-        params = identity_init(params) if config.identity_init else params
+                       mesh: jax.sharding.Mesh, params=None) -> TrainState:
+    """Fresh state, replicated over the mesh: the given parameters, else new ones from
+    config.seed (identity heads when config.identity_init); Adam moments; EMA parameters when
+    config.ema_decay > 0."""
+    def init(params):
+        if params is None:
+            probe = jnp.zeros((1, model.multiple, model.multiple, model.in_chn), jnp.float32)
+            params = model.init(init_key(config.seed), probe)["params"]
+            params = identity_init(params) if config.identity_init else params
         return TrainState(step=jnp.zeros((), jnp.int32), params=params, opt_state=tx.init(params),
                           ema_params=params if config.ema_decay > 0 else None)
-    return jax.jit(init, out_shardings=NamedSharding(mesh, P()))()
+    return jax.jit(init, out_shardings=NamedSharding(mesh, P()))(params)
 
 
 # ----------------------------------------------------------------------------- the step
@@ -286,6 +305,15 @@ def restore_or_keep(manager: ocp.CheckpointManager, state: TrainState) -> TrainS
         state, restore_args=ocp.checkpoint_utils.construct_restore_args(state)))
 
 
+def trained_qualities(config: ml_collections.ConfigDict):
+    """model.json's "qf" (d2ljax.pretrained): the QF list, or 'LO-HI' when QFs are also drawn
+    from config.qf_range."""
+    if config.qf_range is None or config.qf_range_prob == 0:
+        return list(config.qf)
+    qfs = [*config.qf_range, *(config.qf if config.qf_range_prob < 1 else ())]
+    return f"{min(qfs)}-{max(qfs)}"
+
+
 def write_run_files(workdir: str, config: ml_collections.ConfigDict, model: D2LNet) -> None:
     """config.json and model.json (architecture and training facts) in the workdir."""
     if jax.process_index() != 0:
@@ -293,7 +321,9 @@ def write_run_files(workdir: str, config: ml_collections.ConfigDict, model: D2LN
     os.makedirs(workdir, exist_ok=True)
     with open(os.path.join(workdir, "config.json"), "w") as f:
         f.write(config.to_json_best_effort(indent=2))
-    facts = {"mode": config.mode, "qf": list(config.qf), "trained_by": "d2ljax.train_lib"}
+    facts = {"mode": config.mode, "qf": trained_qualities(config), "trained_by": "d2ljax.train_lib",
+             "train_data": config.train_data, "num_train_steps": config.num_train_steps,
+             **({"init_from": config.init_from} if config.init_from else {})}
     with open(os.path.join(workdir, checkpoints.MODEL_JSON), "w") as f:
         json.dump({**checkpoints.model_config(model), **facts}, f, indent=2)
 
@@ -364,7 +394,8 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> dict[
     summary: dict[str, float] = {}
     with checkpoint_manager(workdir, config.keep_checkpoints) as manager, \
             contextlib.closing(MetricWriter(workdir)) as writer:
-        state = restore_or_keep(manager, create_train_state(config, model, tx, mesh))
+        params = initial_params(config, model) if manager.latest_step() is None else None
+        state = restore_or_keep(manager, create_train_state(config, model, tx, mesh, params))
         start = int(state.step)
         step_fn = make_train_step(config, model, tx, lr_fn, mesh)
         batches = train_batches(config, start)

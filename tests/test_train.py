@@ -16,7 +16,7 @@ import pytest
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))  # the configs/ folder
 
-from configs import blind, default, qf10, qf20, qf30, quickstart  # noqa: E402
+from configs import blind, bsds, default, qf10, qf20, qf30, quickstart  # noqa: E402
 from d2ljax import checkpoints, train_lib  # noqa: E402
 
 CONFIG_MODULES = (default, qf10, qf20, qf30, blind, quickstart)
@@ -62,6 +62,22 @@ def test_configs_are_valid(module, arg):
     assert config.mode == (arg or "color")
     assert config.num_train_steps > 0 and config.batch_size > 0 and config.patch_size > 0
     assert module.__doc__.lstrip().split("\n")[0] and "python train.py" in module.__doc__
+
+
+@pytest.mark.parametrize("arg", ["gray,10", "color,20", "gray,blind", "color,blind"])
+def test_bsds_configs(arg):
+    config = bsds.get_config(arg)
+    train_lib.check_config(config, device_count=1, process_count=1)
+    assert config.mode == arg.split(",")[0]
+    assert all(os.path.basename(p).startswith("BSDS500_") for p in config.train_data.split(","))
+    expected = "10-90" if arg.endswith("blind") else [int(arg.split(",")[1])]
+    assert train_lib.trained_qualities(config) == expected
+
+
+@pytest.mark.parametrize("arg", ["", "gray", "grey,10", "gray,ten", "gray,10,20"])
+def test_bsds_config_needs_mode_and_qf(arg):
+    with pytest.raises(ValueError, match="MODE,QF"):
+        bsds.get_config(arg)
 
 
 def test_blind_recipe():
@@ -150,6 +166,38 @@ def test_workdir_loads_as_the_best_ema_model(trained):
         saved = manager.restore(best)
     jax.tree.map(np.testing.assert_array_equal, variables["params"], saved["ema_params"])
     assert json.load(open(os.path.join(workdir, "config.json")))["num_train_steps"] == 60
+
+
+def test_init_from_fine_tunes_a_trained_model(trained, tmp_path):
+    """Training starts from the source's exported (best EMA) parameters, not the identity."""
+    config, source = trained
+    _, expected = checkpoints.load_model(source)
+    tuned = tiny_config(init_from=source, num_train_steps=1, warmup_steps=0, learning_rate=0.0, val_data="")
+    model = train_lib.make_model(tuned)
+    jax.tree.map(np.testing.assert_array_equal, train_lib.initial_params(tuned, model), expected["params"])
+    train_lib.train_and_evaluate(tuned, str(tmp_path))  # a zero learning rate keeps them (EMA: to rounding)
+    _, got = checkpoints.load_model(str(tmp_path))
+    jax.tree.map(lambda a, b: np.testing.assert_allclose(a, b, rtol=1e-6, atol=1e-9), got["params"], expected["params"])
+    assert json.load(open(tmp_path / "model.json"))["init_from"] == source
+
+
+def test_export_writes_a_model_folder_once(trained, tmp_path, capsys):
+    from d2ljax.__main__ import main
+    _, workdir = trained
+    out = str(tmp_path / "model")
+    assert main(["export", workdir, out, "--set", 'qf=[10]', "--set", 'results={"LIVE1": 30.0}']) == 0
+    (_, exported), (_, expected) = checkpoints.load_model(out), checkpoints.load_model(workdir)
+    jax.tree.map(np.testing.assert_array_equal, exported["params"], expected["params"])
+    metadata = checkpoints.read_model_json(out)
+    assert (metadata["qf"], metadata["results"], metadata["num_train_steps"]) == ([10], {"LIVE1": 30.0}, 60)
+    assert main(["export", workdir, out]) == 2 and "exists" in capsys.readouterr().err
+    assert main(["export", workdir, str(tmp_path / "other"), "--set", "qf"]) == 2
+
+
+def test_init_from_another_architecture_is_a_clear_error(trained):
+    config = tiny_config(init_from=trained[1], wf=8)
+    with pytest.raises(ValueError, match=r"init_from=.* holds D2LNet\(in_chn=3, wf=4, .*builds D2LNet\(in_chn=3, wf=8"):
+        train_lib.initial_params(config, train_lib.make_model(config))
 
 
 class StopAt:
