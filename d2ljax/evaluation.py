@@ -129,14 +129,20 @@ def evaluate(datasets: Sequence[str], mode: str, qfs: Sequence[int], methods: Se
 
 
 def _cell(row: dict | None) -> str:
-    return "-" if row is None else f"{row['psnr']:.3f} / {row['ssim']:.4f} / {row['psnrb']:.3f}"
+    """PSNR / SSIM / PSNR-B with 3 / 4 / 3 digits; published figures with the paper's 2 / 3 / 2."""
+    if row is None:
+        return "-"
+    digits = (2, 3, 2) if row.get("published") else (3, 4, 3)
+    return " / ".join(f"{row[k]:.{d}f}" for k, d in zip(METRICS, digits))
 
 
 def markdown_table(results: Sequence[dict]) -> str:
     """The paper's table layout: one row per set and QF, one column per method, cells
     PSNR / SSIM / PSNR-B (more digits than the paper prints: 3 / 4 / 3)."""
     methods = list(dict.fromkeys(r["method"] for r in results))
-    rows = list(dict.fromkeys((r["mode"], r["dataset"], r["qf"]) for r in results))
+    modes, sets = (list(dict.fromkeys(r[k] for r in results)) for k in ("mode", "dataset"))
+    rows = sorted(dict.fromkeys((r["mode"], r["dataset"], r["qf"]) for r in results),
+                  key=lambda row: (modes.index(row[0]), sets.index(row[1]), row[2]))
     by_key = {(r["mode"], r["dataset"], r["qf"], r["method"]): r for r in results}
     lines = []
     for mode in dict.fromkeys(m for m, _, _ in rows):
