@@ -76,11 +76,14 @@ def run_models(args: argparse.Namespace) -> int:
 
 
 def run_export(args: argparse.Namespace) -> int:
-    """Writes the workdir's exported parameters (best EMA) and model.json as a model folder."""
-    from d2ljax import checkpoints
+    """Writes a training workdir's parameters (--weights) and model.json as a model folder."""
+    from d2ljax import checkpoints, train_lib
     try:
         metadata = checkpoints.read_model_json(args.workdir)
-        model, variables = checkpoints.load_model(args.workdir)
+        model = checkpoints.model_from_config(metadata)
+        target = {"params": checkpoints.abstract_variables(model)["params"]}
+        variables = train_lib.restore_export_variables(args.workdir, target, args.weights)
+        metadata["weights"] = args.weights
         for item in args.set:
             key, sep, value = item.partition("=")
             if not sep or not key:
@@ -107,6 +110,9 @@ def main(argv: list[str] | None = None) -> int:
     export_parser.add_argument("workdir", help="training workdir (its best checkpoint, EMA parameters when kept)")
     export_parser.add_argument("outdir", help="new model folder (never overwritten); a name in "
                                               "~/.cache/d2ljax/models makes it a named model")
+    export_parser.add_argument("--weights", default="ema", choices=("ema", "trained"),
+                               help="ema: the best checkpoint's EMA parameters (the default); trained: the "
+                                    "latest checkpoint's trained parameters")
     export_parser.add_argument("--set", action="append", default=[], metavar="KEY=JSON",
                                help="add or replace a model.json entry, e.g. --set 'qf=[10]'; repeatable")
     export_parser.set_defaults(run=run_export)

@@ -42,6 +42,7 @@ DTYPES = {"float32": jnp.float32, "bfloat16": jnp.bfloat16}
 IDENTITY_INIT_CONVS = (("sam12", "conv2"), ("last", "conv_last"), ("last2", "conv_last"))
 BEST_METRIC = "val_psnr"
 CHECKPOINT_DIR = "checkpoints"
+EXPORT_WEIGHTS = ("ema", "trained")
 
 
 @struct.dataclass
@@ -178,6 +179,13 @@ def create_train_state(config: ml_collections.ConfigDict, model: D2LNet, tx: opt
 
 
 # ----------------------------------------------------------------------------- the step
+def ema_decay_at(step, ema_decay: float):
+    """The EMA's decay at `step`: ema_decay, capped at (1 + step) / (10 + step) early on so the
+    average soon forgets the initial parameters (with 0.999 from step 0, 41% of the average
+    after 900 steps would still be the initialisation)."""
+    return jnp.minimum(ema_decay, (1.0 + step) / (10.0 + step))
+
+
 def train_step(state: TrainState, batch, *, model: D2LNet, tx: optax.GradientTransformation,
                lr_fn: optax.Schedule, loss_weights: dict, ema_decay: float):
     """One Adam step on the dual-domain loss of a (degraded, clean) batch: (state, metrics)."""
@@ -191,7 +199,7 @@ def train_step(state: TrainState, batch, *, model: D2LNet, tx: optax.GradientTra
     updates, opt_state = tx.update(grads, state.opt_state, state.params)
     params = optax.apply_updates(state.params, updates)
     ema_params = (None if state.ema_params is None
-                  else optax.incremental_update(params, state.ema_params, 1.0 - ema_decay))
+                  else optax.incremental_update(params, state.ema_params, 1.0 - ema_decay_at(state.step, ema_decay)))
     step_metrics = {"loss": loss, **terms, "grad_norm": optax.global_norm(grads), "lr": lr_fn(state.step)}
     return state.replace(step=state.step + 1, params=params, opt_state=opt_state,
                          ema_params=ema_params), step_metrics
@@ -277,18 +285,23 @@ def _best_metric(saved_metrics: dict) -> float:
     return saved_metrics[BEST_METRIC]
 
 
-def restore_export_variables(workdir: str, target: dict) -> dict:
-    """{'params': ...} of a training workdir for `d2ljax.checkpoints.load_model`.
+def restore_export_variables(workdir: str, target: dict, weights: str = "ema") -> dict:
+    """{'params': ...} of a training workdir for `d2ljax.checkpoints.load_model`, as NumPy
+    arrays shaped like target['params'].
 
-    Takes the best checkpoint by validation PSNR (else the latest), and its EMA parameters
-    when the run kept them (else its parameters), as NumPy arrays shaped like target['params'].
+    weights 'ema': the best checkpoint by validation PSNR (else the latest), its EMA
+    parameters when the run kept them (else its parameters); 'trained': the latest
+    checkpoint's trained (not averaged) parameters.
     """
+    if weights not in EXPORT_WEIGHTS:
+        raise ValueError(f"weights={weights!r}: must be one of {EXPORT_WEIGHTS}")
     with checkpoint_manager(workdir, read_only=True) as manager:
-        step = manager.best_step()
+        step = manager.best_step() if weights == "ema" else None
         step = manager.latest_step() if step is None else step
         if step is None:
             raise FileNotFoundError(f"{workdir}: no checkpoint in {CHECKPOINT_DIR}/")
-        key = "ema_params" if manager.item_metadata(step).get("ema_params") is not None else "params"
+        has_ema = manager.item_metadata(step).get("ema_params") is not None
+        key = "ema_params" if weights == "ema" and has_ema else "params"
         as_numpy = jax.tree.map(lambda _: ocp.RestoreArgs(restore_type=np.ndarray), target["params"])
         restored = manager.restore(step, args=ocp.args.PyTreeRestore(
             item={key: target["params"]}, restore_args={key: as_numpy}, partial_restore=True))

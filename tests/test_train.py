@@ -130,6 +130,13 @@ def test_bfloat16_step():
     assert all(p.dtype == jnp.float32 for p in jax.tree.leaves(state.params))
 
 
+def test_ema_forgets_the_initialisation_in_a_short_run():
+    decays = [float(train_lib.ema_decay_at(step, 0.999)) for step in (0, 90, 900, 10_000)]
+    np.testing.assert_allclose(decays, [0.1, 0.91, 901 / 910, 0.999], rtol=1e-6)
+    initial_weight = np.prod([float(train_lib.ema_decay_at(step, 0.999)) for step in range(900)])
+    assert initial_weight < 1e-3  # 0.999 ** 900 would be 0.41
+
+
 def test_learning_rate_schedule():
     config = tiny_config(num_train_steps=100, warmup_steps=10, learning_rate=1.0, final_lr_fraction=0.1)
     lr = train_lib.create_learning_rate_fn(config)
@@ -190,6 +197,11 @@ def test_export_writes_a_model_folder_once(trained, tmp_path, capsys):
     jax.tree.map(np.testing.assert_array_equal, exported["params"], expected["params"])
     metadata = checkpoints.read_model_json(out)
     assert (metadata["qf"], metadata["results"], metadata["num_train_steps"]) == ([10], {"LIVE1": 30.0}, 60)
+    assert main(["export", workdir, str(tmp_path / "trained"), "--weights", "trained"]) == 0
+    with train_lib.checkpoint_manager(workdir, read_only=True) as manager:
+        latest = manager.restore(manager.latest_step())
+    jax.tree.map(np.testing.assert_array_equal, checkpoints.load_model(str(tmp_path / "trained"))[1]["params"],
+                 latest["params"])
     assert main(["export", workdir, out]) == 2 and "exists" in capsys.readouterr().err
     assert main(["export", workdir, str(tmp_path / "other"), "--set", "qf"]) == 2
 
