@@ -38,7 +38,7 @@ TABLES: dict[tuple[str, str, int], dict[str, tuple[float, float, float]]] = {
 }
 # evaluate.py's set names (the benchmark folders) -> the paper's
 PAPER_SET = {"classic5": "classic5", "LIVE1_gray": "LIVE1", "LIVE1_color": "LIVE1", "LIVE1": "LIVE1",
-             "BSDS500_test": "BSD500", "BSD500": "BSD500", "rgb8bit": "ICB", "ICB": "ICB"}
+             "BSDS500": "BSD500", "BSDS500_test": "BSD500", "BSD500": "BSD500", "rgb8bit": "ICB", "ICB": "ICB"}
 SUFFIX = " (published)"
 
 
