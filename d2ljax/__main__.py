@@ -77,12 +77,10 @@ def run_models(args: argparse.Namespace) -> int:
 
 def run_export(args: argparse.Namespace) -> int:
     """Writes a training workdir's parameters (--weights) and model.json as a model folder."""
-    from d2ljax import checkpoints, train_lib
+    from d2ljax import checkpoints
     try:
         metadata = checkpoints.read_model_json(args.workdir)
-        model = checkpoints.model_from_config(metadata)
-        target = {"params": checkpoints.abstract_variables(model)["params"]}
-        variables = train_lib.restore_export_variables(args.workdir, target, args.weights)
+        model, variables = checkpoints.load_model(args.workdir, weights=args.weights)
         metadata["weights"] = args.weights
         for item in args.set:
             key, sep, value = item.partition("=")

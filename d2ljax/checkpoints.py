@@ -77,8 +77,9 @@ def read_model_json(directory: str) -> dict:
         return json.load(f)
 
 
-def load_model(directory: str, dtype=None) -> tuple[D2LNet, dict]:
-    """`(model, variables)` from a model folder or a training workdir."""
+def load_model(directory: str, dtype=None, weights: str = "ema") -> tuple[D2LNet, dict]:
+    """`(model, variables)` from a model folder or a training workdir (`weights`: which of the
+    workdir's parameters, see train_lib.restore_export_variables)."""
     directory = os.path.abspath(os.path.expanduser(directory))
     if not os.path.isdir(directory):
         raise FileNotFoundError(f"no such model folder: {directory}")
@@ -88,4 +89,4 @@ def load_model(directory: str, dtype=None) -> tuple[D2LNet, dict]:
         with ocp.StandardCheckpointer() as checkpointer:
             return model, checkpointer.restore(os.path.join(directory, "params"), target)
     from d2ljax import train_lib  # a training workdir
-    return model, train_lib.restore_export_variables(directory, target)
+    return model, train_lib.restore_export_variables(directory, target, weights)
