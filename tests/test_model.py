@@ -127,3 +127,11 @@ def test_wrong_channels_is_clear_error():
     model, variables = tiny(in_chn=1)
     with pytest.raises(ValueError, match=r"in_chn=1.*\(N, H, W, 1\)"):
         model.apply(variables, jnp.zeros((1, 8, 8, 3)))
+
+
+@pytest.mark.parametrize("size,spec_gflops", [(128, 89.7), (256, 358.6)])
+def test_benchmark_flop_count_matches_spec(size, spec_gflops):
+    """benchmarks/model_speed.py's GFLOP/s rest on this count; spec/performance_notes.md gives the
+    released model's convolution GFLOPs (every conv, 1x1 and transposed included)."""
+    from benchmarks.model_speed import conv_gflops
+    assert conv_gflops(D2LNet(in_chn=3, wf=64, depth=4), size, size) == pytest.approx(spec_gflops, rel=0.01)
