@@ -6,6 +6,9 @@
         --config.init_from=runs/gray_qf10 --config.num_train_steps=300 --config.learning_rate=5e-4 \
         --config.warmup_steps=20 --config.checkpoint_every_steps=100
     (color,blind likewise from runs/color_qf10)
+    The shipped gray_qf10 is runs/gray_qf10 fine-tuned twice more, the last time with
+    --config.init_from=gray_qf10 --config.num_train_steps=1200 --config.learning_rate=5e-4
+    --config.warmup_steps=20 --config.seed=2 (see its model.json).
 
 The argument is MODE,QF: MODE 'gray' or 'color'; QF a quality (one model per QF, as the
 paper trains) or 'blind' (one model for QF 10-90, see below). Data: the 300 photos of
