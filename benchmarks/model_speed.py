@@ -3,6 +3,7 @@
     python benchmarks/model_speed.py --torch              # full and small model, 128 and 256,
                                                           # with the PyTorch baseline in the same run
     python benchmarks/model_speed.py --sizes=256 --dtype=bfloat16 --json=speed.json
+    python benchmarks/model_speed.py --xla-grad   # fastconv's gain: the step with XLA's own gradient too
 
 The training step is the one the baseline figures in spec/performance_notes.md use: forward,
 L1 on out_2, backward, Adam.
@@ -19,6 +20,7 @@ import json
 import os
 import sys
 import time
+from unittest import mock
 
 import flax.linen as nn
 import jax
@@ -27,6 +29,7 @@ import numpy as np
 import optax
 
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+from d2ljax import fastconv  # noqa: E402
 from d2ljax.model import D2LNet, UpConv2x2  # noqa: E402
 
 
@@ -126,6 +129,8 @@ def main():
     parser.add_argument("--repeats", type=int, default=3)
     parser.add_argument("--models", default="64x4,16x3", help="comma-separated WFxDEPTH (RGB)")
     parser.add_argument("--torch", action="store_true", help="also time the PyTorch baseline in this run")
+    parser.add_argument("--xla-grad", action="store_true",
+                        help="also time the train step with XLA's own 3x3 weight gradient (d2ljax.fastconv's baseline)")
     parser.add_argument("--json", default=None, help="write the figures to this file")
     args = parser.parse_args()
     if args.torch:
@@ -141,6 +146,9 @@ def main():
             row = {"wf": wf, "depth": depth, "size": size, "batch": args.batch, "dtype": args.dtype,
                    "device": jax.devices()[0].device_kind, "forward_gflops": gflops,
                    "jax": measure_jax(model, size, args.batch, args.repeats)}
+            if args.xla_grad:
+                with mock.patch.object(fastconv, "cpu_weight_grad", fastconv.weight_grad_xla):
+                    row["jax_xla_grad"] = measure_jax(model, size, args.batch, args.repeats)
             if args.torch:
                 row["torch"] = measure_torch(model, size, args.batch, args.repeats)
             rows.append(row)
@@ -154,11 +162,13 @@ def report(row: dict) -> str:
     """One line per case: times, achieved GFLOP/s (training = 3x forward FLOPs), speed-up."""
     g = row["forward_gflops"]
     parts = [f"wf={row['wf']} depth={row['depth']} {row['size']}x{row['size']} batch {row['batch']} {row['dtype']}"]
-    for name in ("jax", "torch"):
+    for name in ("jax", "jax_xla_grad", "torch"):
         if name in row:
             t = row[name]
             parts.append(f"{name}: forward {t['forward_s']:.3f} s ({g / t['forward_s']:.0f} GFLOP/s), "
                          f"train step {t['train_step_s']:.3f} s ({3 * g / t['train_step_s']:.0f} GFLOP/s)")
+    if "jax_xla_grad" in row:
+        parts.append(f"fastconv speed-up of the train step: {row['jax_xla_grad']['train_step_s'] / row['jax']['train_step_s']:.2f}x")
     if "torch" in row:
         parts.append(f"speed-up vs torch: forward {row['torch']['forward_s'] / row['jax']['forward_s']:.2f}x, "
                      f"train step {row['torch']['train_step_s'] / row['jax']['train_step_s']:.2f}x")

@@ -1,0 +1,71 @@
+"""fastconv's weight gradients against XLA's own convolution gradient (an independent computation)."""
+import flax.linen as nn
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pytest
+
+from d2ljax import fastconv
+from d2ljax.model import Conv3x3
+
+# (N, H, W, C_in, C_out) reaching each branch of cpu_weight_grad
+SHAPES = {
+    "few inputs (XLA)": (1, 6, 10, 3, 7),
+    "small map (im2col)": (2, 8, 8, 8, 5),
+    "even map (Winograd)": (1, 18, 22, 8, 6),
+    "odd map (XLA)": (1, 17, 21, 8, 6),
+}
+
+
+def random(shape, dtype, seed):
+    return jnp.asarray(np.random.default_rng(seed).standard_normal(shape), dtype)
+
+
+def grads(conv_fn, x, kernel):
+    """Gradients of a nonlinear function of the convolution, wrt input and kernel."""
+    return jax.jit(jax.grad(lambda x, k: jnp.sin(conv_fn(x, k)).sum(), (0, 1)))(x, kernel)
+
+
+def relative(a, b):
+    return float(jnp.abs(a - b).max() / jnp.abs(b).max())
+
+
+@pytest.mark.parametrize("shape", SHAPES.values(), ids=SHAPES.keys())
+def test_conv3x3_gradients_equal_xla_float32(shape):
+    n, h, w, c_in, c_out = shape
+    x, kernel = random((n, h, w, c_in), jnp.float32, 0), random((3, 3, c_in, c_out), jnp.float32, 1)
+    assert jnp.array_equal(fastconv.conv3x3(x, kernel), fastconv.conv(x, kernel))
+    (dx, dw), (dx_ref, dw_ref) = grads(fastconv.conv3x3, x, kernel), grads(fastconv.conv, x, kernel)
+    assert relative(dx, dx_ref) < 1e-6
+    assert relative(dw, dw_ref) < 1e-5
+
+
+@pytest.mark.parametrize("form", [fastconv.weight_grad_im2col, fastconv.weight_grad_winograd])
+def test_weight_gradient_forms_are_exact_in_float64(form):
+    with jax.enable_x64(True):
+        x, dy = random((2, 10, 14, 6), jnp.float64, 2), random((2, 10, 14, 4), jnp.float64, 3)
+        assert relative(form(x, dy), fastconv.weight_grad_xla(x, dy)) < 1e-12
+
+
+def test_bfloat16_weight_gradient_close_to_float32():
+    x, kernel = random((1, 16, 16, 8), jnp.float32, 4), random((3, 3, 8, 8), jnp.float32, 5)
+    _, dw = grads(fastconv.conv3x3, x.astype(jnp.bfloat16), kernel.astype(jnp.bfloat16))
+    _, dw_ref = grads(fastconv.conv, x, kernel)
+    assert dw.dtype == jnp.bfloat16 and relative(dw.astype(jnp.float32), dw_ref) < 0.05
+
+
+def test_module_matches_flax_conv():
+    """Conv3x3 is nn.Conv(3x3, padding 1): same parameter tree, outputs and parameter gradients."""
+    x = random((2, 12, 10, 5), jnp.float32, 6)
+    ours = Conv3x3(7)
+    reference = nn.Conv(7, (3, 3), padding=((1, 1), (1, 1)))
+    variables = ours.init(jax.random.PRNGKey(0), x)
+    assert jax.tree.map(jnp.shape, variables) == jax.tree.map(jnp.shape, reference.init(jax.random.PRNGKey(0), x))
+    variables = jax.tree.map(lambda v: v + 0.1, variables)  # a non-zero bias
+
+    def loss(module):
+        return jax.grad(lambda v: jnp.sin(module.apply(v, x)).sum())(variables)
+
+    np.testing.assert_allclose(ours.apply(variables, x), reference.apply(variables, x), atol=1e-6)
+    for got, want in zip(jax.tree.leaves(loss(ours)), jax.tree.leaves(loss(reference))):
+        assert relative(got, want) < 1e-5
