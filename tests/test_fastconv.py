@@ -14,6 +14,7 @@ SHAPES = {
     "small map (im2col)": (2, 8, 8, 8, 5),
     "even map (Winograd)": (1, 18, 22, 8, 6),
     "odd map (XLA)": (1, 17, 21, 8, 6),
+    "batch of larger maps (XLA)": (2, 34, 34, 8, 4),
 }
 
 
