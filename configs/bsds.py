@@ -8,7 +8,9 @@
     (color,blind likewise from runs/color_qf10)
     The shipped gray_qf10 is runs/gray_qf10 fine-tuned twice more, the last time with
     --config.init_from=gray_qf10 --config.num_train_steps=1200 --config.learning_rate=5e-4
-    --config.warmup_steps=20 --config.seed=2 (see its model.json).
+    --config.warmup_steps=20 --config.seed=2 (see its model.json); gray_qf20 is gray_qf10 fine-tuned
+    with :gray,20 --config.init_from=gray_qf10 --config.num_train_steps=600 --config.learning_rate=5e-4
+    --config.warmup_steps=20 --config.seed=3 --config.checkpoint_every_steps=200 (best EMA: step 400).
 
 The argument is MODE,QF: MODE 'gray' or 'color'; QF a quality (one model per QF, as the
 paper trains) or 'blind' (one model for QF 10-90, see below). Data: the 300 photos of
