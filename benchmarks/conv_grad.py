@@ -24,15 +24,11 @@ import jax.numpy as jnp
 import numpy as np
 
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
-from d2ljax.fastconv import (conv, cpu_weight_grad, weight_grad_im2col,  # noqa: E402
-                             weight_grad_winograd, weight_grad_xla)
+from d2ljax.fastconv import (conv, cpu_weight_grad, input_grad_xla,  # noqa: E402
+                             weight_grad_im2col, weight_grad_winograd, weight_grad_xla)
 
 FULL_MODEL_SHAPES = ("64x64@128,128x128@64,256x256@32,512x512@16,128x64@128,"
                      "64x64@256,128x128@128,256x256@64,512x512@32")
-
-
-def input_grad_xla(x, dy, w):
-    return jax.vjp(lambda x: conv(x, w), x)[1](dy)[0]
 
 
 def timed_ms(fn, repeats: int) -> float:

@@ -35,6 +35,10 @@ def conv(x: jnp.ndarray, kernel: jnp.ndarray) -> jnp.ndarray:
     return lax.conv_general_dilated(x, kernel, (1, 1), ((1, 1), (1, 1)), dimension_numbers=DIMENSIONS)
 
 
+def input_grad_xla(x: jnp.ndarray, dy: jnp.ndarray, kernel: jnp.ndarray) -> jnp.ndarray:
+    return jax.vjp(lambda v: conv(v, kernel), x)[1](dy)[0]
+
+
 def weight_grad_xla(x: jnp.ndarray, dy: jnp.ndarray) -> jnp.ndarray:
     kernel = jnp.zeros((3, 3, x.shape[-1], dy.shape[-1]), x.dtype)
     return jax.vjp(lambda k: conv(x, k), kernel)[1](dy)[0]
@@ -111,7 +115,7 @@ def _conv3x3_fwd(x, kernel):
 
 def _conv3x3_bwd(residuals, dy):
     x, kernel = residuals
-    dx = jax.vjp(lambda v: conv(v, kernel), x)[1](dy)[0]
+    dx = input_grad_xla(x, dy, kernel)
     dw = lax.platform_dependent(x, dy, cpu=cpu_weight_grad, default=weight_grad_xla)
     return dx, dw.astype(kernel.dtype)
 
