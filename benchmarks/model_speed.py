@@ -102,23 +102,43 @@ def measure_jax(model: D2LNet, size: int, batch: int, repeats: int) -> dict:
 
 
 def measure_torch(model: D2LNet, size: int, batch: int, repeats: int) -> dict:
-    """The same two cases for the PyTorch model with the released structure (torch_reference)."""
+    """The same two cases for the PyTorch model with the released structure (torch_reference).
+
+    It runs where JAX runs (CUDA when JAX's backend is a GPU), in bfloat16 through
+    torch.autocast when the JAX model computes in bfloat16, with cuDNN's autotuner on.
+    """
     import torch
     from benchmarks.torch_reference import TorchD2LNet
-    net = TorchD2LNet(model.in_chn, model.wf, model.depth)
-    x = torch.rand(batch, model.in_chn, size, size)
+    device = "cuda" if jax.default_backend() == "gpu" else "cpu"
+    torch.backends.cudnn.benchmark = True
+    net = TorchD2LNet(model.in_chn, model.wf, model.depth).to(device)
+    x = torch.rand(batch, model.in_chn, size, size, device=device)
     optimizer = torch.optim.Adam(net.parameters(), 1e-4)
+    autocast = torch.autocast(device, dtype=torch.bfloat16, enabled=model.dtype == jnp.bfloat16)
 
+    def synced(fn):  # CUDA runs asynchronously: wait for the work before the clock stops
+        def run():
+            out = fn()
+            if device == "cuda":
+                torch.cuda.synchronize()
+            return out
+        return run
+
+    @synced
     def forward():
-        with torch.no_grad():
+        with torch.no_grad(), autocast:
             return net(x)[3]
 
+    @synced
     def train_step():
         optimizer.zero_grad()
-        (net(x)[3] - x).abs().mean().backward()
+        with autocast:
+            loss = (net(x)[3] - x).abs().mean()
+        loss.backward()
         optimizer.step()
 
-    return {"forward_s": timed(forward, repeats), "train_step_s": timed(train_step, repeats)}
+    return {"forward_s": timed(forward, repeats), "train_step_s": timed(train_step, repeats),
+            "device": device}
 
 
 def main():
@@ -135,7 +155,7 @@ def main():
     args = parser.parse_args()
     if args.torch:
         import torch
-        torch.set_num_threads(os.cpu_count())
+        torch.set_num_threads(os.cpu_count())  # CPU baseline: all cores, as XLA uses
     dtype = None if args.dtype == "float32" else jnp.bfloat16
     rows = []
     for spec in args.models.split(","):

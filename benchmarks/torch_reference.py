@@ -75,7 +75,8 @@ class FFTConvBlock(nn.Module):
         if self.mode == "none":
             out = s + x_res
         else:
-            spec = _real_bins_exact(torch.fft.fft2(x_res), x_res.shape[-1])
+            # .float(): under bfloat16 autocast the FFT runs in float32 (no bfloat16 FFT), as in d2ljax
+            spec = _real_bins_exact(torch.fft.fft2(x_res.float()), x_res.shape[-1])
             amp, pha = torch.abs(spec), torch.angle(spec)
             edit = lambda m: self.conv_fft_2(self.relu(self.conv_fft_1(m)))
             if self.mode == "phase":
@@ -167,7 +168,7 @@ class TorchD2LNet(nn.Module):
             x1 = up(x1, self.skip_conv_1[j](encs[-1 - j]))
             decs.append(x1)
         sam_feature, out_1 = self.sam12(x1, image)
-        f1 = _real_bins_exact(torch.fft.rfft2(out_1), out_1.shape[-1])
+        f1 = _real_bins_exact(torch.fft.rfft2(out_1.float()), out_1.shape[-1])
         amp, pha = torch.abs(f1), torch.angle(f1)
         fi = _real_bins_exact(torch.fft.rfft2(image), image.shape[-1])
         image_inverse = torch.fft.irfft2(torch.polar(torch.abs(fi), pha), s=image.shape[-2:])

@@ -2,6 +2,7 @@
 
     python benchmarks/train_speed.py                         # full model 128x128 batch 1, quickstart model
     python benchmarks/train_speed.py --models=full --dtype=bfloat16 --json=train_speed.json
+    python benchmarks/train_speed.py --models=full --patch_size=256 --batch_size=8   # on a GPU
 
 Each model is timed on a fixed random batch: the minimum over --repeats steps after one
 warm-up (compile) step, data loading excluded. GFLOP/s counts the convolutions only
@@ -69,6 +70,8 @@ def main():
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--models", default="full,quickstart", help=f"comma-separated, of {list(MODELS)}")
     parser.add_argument("--dtype", default="float32", choices=sorted(train_lib.DTYPES))
+    parser.add_argument("--patch_size", type=int, help="override every model's patch size")
+    parser.add_argument("--batch_size", type=int, help="override every model's global batch size")
     parser.add_argument("--repeats", type=int, default=3)
     parser.add_argument("--json", help="also write the results to this file")
     args = parser.parse_args()
@@ -76,6 +79,8 @@ def main():
     for name in args.models.split(","):
         config = MODELS[name]()
         config.dtype = args.dtype
+        config.patch_size = args.patch_size or config.patch_size
+        config.batch_size = args.batch_size or config.batch_size
         row = measure(name, config, args.repeats)
         rows.append(row)
         print(f"{name:10s} wf {row['wf']:2d} depth {row['depth']} {row['patch_size']}x{row['patch_size']} "

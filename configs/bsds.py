@@ -30,7 +30,7 @@ shifted off the 8x8 JPEG grid (FBCNN shifts half; a small model has less capacit
 import os
 
 from configs import default
-from d2ljax.data import SAMPLE_PHOTOS_DIR
+from d2ljax.imageio import SAMPLE_PHOTOS_DIR
 
 TRAIN_DATA = os.path.join(os.path.dirname(__file__), "..", "..", "shared", "data", "train")
 

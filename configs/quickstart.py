@@ -10,7 +10,7 @@ Expected result (measured): the loss falls from 0.115 to 0.098 and chelsea's PSN
 The workdir is a model folder for evaluate.py (--checkpoint=runs/quickstart --mode=color).
 """
 from configs import default
-from d2ljax.data import SAMPLE_PHOTOS_DIR
+from d2ljax.imageio import SAMPLE_PHOTOS_DIR
 
 VAL_PHOTO = "chelsea.png"
 

@@ -17,18 +17,16 @@ import concurrent.futures
 import io
 import logging
 import os
-from pathlib import Path
 from typing import Iterator, NamedTuple, Sequence
 
 import numpy as np
 import tensorflow as tf
 from PIL import Image
 
-from d2ljax.imageio import ImageError, list_image_files, read_image
+from d2ljax.imageio import SAMPLE_PHOTOS_DIR, ImageError, list_image_files, read_image
 
 log = logging.getLogger(__name__)
 
-SAMPLE_PHOTOS_DIR = Path(__file__).resolve().parent / "assets" / "photos"
 TFDS_PREFIX = "tfds:"
 # Largest grid offset of the misaligned crop (FBCNN crops P + 8, then P at an offset in [0, 8]).
 MISALIGN = 8

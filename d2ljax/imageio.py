@@ -7,11 +7,14 @@ from __future__ import annotations
 
 import glob
 import os
+from pathlib import Path
 from typing import Iterable, Sequence
 
 import numpy as np
 from PIL import Image
 
+# The four photos shipped with the package: the quickstart's data and the validation photos.
+SAMPLE_PHOTOS_DIR = Path(__file__).resolve().parent / "assets" / "photos"
 IMAGE_EXTENSIONS = (".bmp", ".png", ".jpg", ".jpeg", ".tif", ".tiff", ".webp", ".ppm", ".pgm")
 
 

@@ -28,7 +28,7 @@ from flax import struct
 from jax.sharding import NamedSharding, PartitionSpec as P
 from tqdm import tqdm
 
-from d2ljax import checkpoints, data, losses, metrics
+from d2ljax import checkpoints, losses, metrics
 from d2ljax.imageio import list_image_files
 from d2ljax.inference import restore_uint8
 from d2ljax.jpeg import compress
@@ -224,6 +224,7 @@ def global_batch(batch, mesh: jax.sharding.Mesh):
 
 def train_batches(config: ml_collections.ConfigDict, start_step: int) -> Iterator:
     """This process's share of each global batch, from batch `start_step` on."""
+    from d2ljax import data  # TensorFlow, imported here: only the input pipeline needs it
     return data.make_train_iterator(
         config.train_data or None, batch_size=config.batch_size // jax.process_count(),
         patch_size=config.patch_size, mode=config.mode, qf=tuple(config.qf),

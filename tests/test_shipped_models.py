@@ -5,7 +5,7 @@ import os
 import pytest
 
 from d2ljax import checkpoints, metrics, pretrained
-from d2ljax.data import SAMPLE_PHOTOS_DIR
+from d2ljax.imageio import SAMPLE_PHOTOS_DIR
 from d2ljax.imageio import read_image
 from d2ljax.inference import restore_uint8
 from d2ljax.jpeg import compress
