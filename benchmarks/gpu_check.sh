@@ -1,13 +1,15 @@
 #!/usr/bin/env bash
 # The GPU checks of the issues in one run (a lent GPU machine gives ~15 minutes in all):
 #   benchmarks/gpu_check.sh OUT_DIR FIXTURE.npz...
+#   PARTS="speed train" benchmarks/gpu_check.sh OUT_DIR     # some of the parts below
 # 1. d2ljax vs the released PyTorch structure (benchmarks/torch_reference.py) on the same GPU,
-#    same run: full model (wf 64, depth 4) forward and train step, batch 1, 128 and 256 float32,
-#    256 bfloat16 (PyTorch through autocast);
+#    same run: full model (wf 64, depth 4) forward and train step, batch 1, 128 and 256 float32
+#    (TF32 convolutions, both libraries' default), 256 exact float32, 256 bfloat16 (PyTorch
+#    through autocast), and batch 8 at 256 float32 (`speed`);
 # 2. d2ljax's real train step (dual-domain loss, Adam, EMA) for the full model at 256x256,
-#    batch 8, float32 and bfloat16: patches/s;
+#    batch 8, float32 and bfloat16: patches/s (`train`);
 # 3. the fixtures' parity errors under JAX's default (TF32) and highest matmul precision
-#    (run second: it is quick).
+#    (`parity`).
 # Each part appends to OUT_DIR/log.txt and writes its JSON as it finishes, so a run cut off by
 # its time limit still returns what it measured.
 set -u
@@ -21,9 +23,18 @@ step() { echo "== $*" | tee -a "$log"; "$py" "$@" 2>&1 | tee -a "$log"; }
 
 nvidia-smi --query-gpu=name,memory.total,driver_version,clocks.sm --format=csv 2>&1 | tee -a "$log"
 step -c "import jax, flax, optax, torch; print('jax', jax.__version__, jax.devices(), 'flax', flax.__version__, 'optax', optax.__version__, 'torch', torch.__version__)"
-step benchmarks/model_speed.py --torch --models=64x4 --sizes=256,128 --repeats=10 --json="$out/model_speed_f32.json"
-step benchmarks/parity_errors.py "$@" --json="$out/parity.json"
-step benchmarks/model_speed.py --torch --models=64x4 --sizes=256 --repeats=10 --dtype=bfloat16 --json="$out/model_speed_bf16.json"
-for dtype in float32 bfloat16; do
-  step benchmarks/train_speed.py --models=full --patch_size=256 --batch_size=8 --repeats=10 --dtype=$dtype --json="$out/train_speed_$dtype.json"
+speed() {  # d2ljax vs PyTorch, same run, same GPU
+  step benchmarks/model_speed.py --torch --models=64x4 --sizes=256,128 --repeats=10 --json="$out/speed_f32.json"
+  step benchmarks/model_speed.py --torch --models=64x4 --sizes=256 --repeats=10 --precision=highest --json="$out/speed_f32_highest.json"
+  step benchmarks/model_speed.py --torch --models=64x4 --sizes=256 --repeats=10 --dtype=bfloat16 --json="$out/speed_bf16.json"
+  step benchmarks/model_speed.py --torch --models=64x4 --sizes=256 --batch=8 --repeats=10 --json="$out/speed_f32_b8.json"
+}
+parity() { step benchmarks/parity_errors.py "$@" --json="$out/parity.json"; }
+train() {  # d2ljax's own train step
+  for dtype in float32 bfloat16; do
+    step benchmarks/train_speed.py --models=full --patch_size=256 --batch_size=8 --repeats=10 --dtype=$dtype --json="$out/train_speed_$dtype.json"
+  done
+}
+for part in ${PARTS:-speed parity train}; do
+  if [ "$part" = parity ]; then parity "$@"; else $part; fi
 done

@@ -151,11 +151,18 @@ def main():
     parser.add_argument("--torch", action="store_true", help="also time the PyTorch baseline in this run")
     parser.add_argument("--xla-grad", action="store_true",
                         help="also time the train step with XLA's own 3x3 weight gradient (d2ljax.fastconv's baseline)")
+    parser.add_argument("--precision", default="default", choices=["default", "highest"],
+                        help="float32 matmul/convolution precision: on GPUs 'default' lets both JAX and "
+                             "PyTorch's convolutions use TF32, 'highest' makes both exact float32")
     parser.add_argument("--json", default=None, help="write the figures to this file")
     args = parser.parse_args()
+    jax.config.update("jax_default_matmul_precision", args.precision)
     if args.torch:
         import torch
         torch.set_num_threads(os.cpu_count())  # CPU baseline: all cores, as XLA uses
+        # PyTorch's own defaults: TF32 for cuDNN convolutions, not for matrix products
+        torch.backends.cudnn.allow_tf32 = args.precision == "default"
+        torch.backends.cuda.matmul.allow_tf32 = False
     dtype = None if args.dtype == "float32" else jnp.bfloat16
     rows = []
     for spec in args.models.split(","):
@@ -164,7 +171,7 @@ def main():
         for size in map(int, args.sizes.split(",")):
             gflops = conv_gflops(model, size, size) * args.batch
             row = {"wf": wf, "depth": depth, "size": size, "batch": args.batch, "dtype": args.dtype,
-                   "device": jax.devices()[0].device_kind, "forward_gflops": gflops,
+                   "device": jax.devices()[0].device_kind, "precision": args.precision, "forward_gflops": gflops,
                    "jax": measure_jax(model, size, args.batch, args.repeats)}
             if args.xla_grad:
                 with mock.patch.object(fastconv, "cpu_weight_grad", fastconv.weight_grad_xla):
@@ -181,7 +188,8 @@ def main():
 def report(row: dict) -> str:
     """One line per case: times, achieved GFLOP/s (training = 3x forward FLOPs), speed-up."""
     g = row["forward_gflops"]
-    parts = [f"wf={row['wf']} depth={row['depth']} {row['size']}x{row['size']} batch {row['batch']} {row['dtype']}"]
+    parts = [f"wf={row['wf']} depth={row['depth']} {row['size']}x{row['size']} batch {row['batch']} {row['dtype']} "
+             f"precision {row['precision']} on {row['device']}"]
     for name in ("jax", "jax_xla_grad", "torch"):
         if name in row:
             t = row[name]

@@ -18,7 +18,7 @@ def _real_bins_exact(spec: torch.Tensor, width: int) -> torch.Tensor:
     h = spec.shape[-2]
     rows = [0] + ([h // 2] if h % 2 == 0 else [])
     cols = [0] + ([width // 2] if width % 2 == 0 else [])
-    mask = torch.zeros(spec.shape[-2:], dtype=torch.bool)
+    mask = torch.zeros(spec.shape[-2:], dtype=torch.bool, device=spec.device)
     for r in rows:
         for c in cols:
             mask[r, c] = True
