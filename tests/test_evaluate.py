@@ -144,6 +144,38 @@ def test_checkpoint_column_and_channel_mismatch(tmp_path):
         evaluation.checkpoint_method(str(tmp_path / "tiny_gray"), "color")
 
 
+def test_inference_convolutions_run_in_exact_float32(monkeypatch):
+    """Every convolution and matrix product of inference is lowered at HIGHEST precision
+    (on GPUs the default is TF32, ~3e-3 off the released model); precision="default" opts out."""
+    import jax
+    from d2ljax import inference
+    from d2ljax.checkpoints import random_variables
+    from d2ljax.model import D2LNetTiny
+
+    lowered = []
+    real = inference._restore_fn.__wrapped__
+
+    def spy(model):
+        fn = real(model)
+
+        def call(variables, images):
+            lowered.append(fn.lower(variables, images).as_text())
+            return fn(variables, images)
+        return call
+
+    monkeypatch.setattr(inference, "_restore_fn", spy)
+    model = D2LNetTiny(in_chn=1)
+    variables = random_variables(model, scale=0.1)
+    image = np.random.default_rng(0).integers(0, 256, (16, 24), dtype=np.uint8)
+    exact = inference.restore_uint8(model, variables, image)
+    fast = inference.restore_uint8(model, variables, image, precision="default")
+    ops = lowered[0].count("stablehlo.convolution") + lowered[0].count("stablehlo.dot_general")
+    assert ops > 20 and lowered[0].count("HIGHEST") == 2 * ops  # both operands of each op
+    assert "HIGHEST" not in lowered[1]
+    np.testing.assert_array_equal(exact, fast)  # the CPU computes float32 exactly either way
+    assert jax.config.jax_default_matmul_precision is None  # the setting does not leak out
+
+
 @pytest.fixture(scope="module")
 def cli():
     """evaluate.py as a module (absl flags are process-global: import it once)."""
