@@ -11,13 +11,16 @@ GFLOPs count every convolution, the 1x1 convolutions on the spectrum and the 2x2
 included (2 FLOPs per multiply-add): 356.7 GFLOPs for a 256x256 RGB forward of the full model,
 against spec/performance_notes.md's 358.6, which counts slightly more; the backward pass is
 counted as twice the forward. Times are the minimum over --repeats runs after one warm-up
-(compile) run.
+(compile) run. The host's minor page faults during one JAX train step are counted too: XLA:CPU
+mallocs its buffers at every run, and on Linux glibc gives large freed blocks back to the kernel,
+so each step touches fresh pages (benchmarks/README.md, "Host memory").
 """
 from __future__ import annotations
 
 import argparse
 import json
 import os
+import resource
 import sys
 import time
 from unittest import mock
@@ -97,8 +100,11 @@ def measure_jax(model: D2LNet, size: int, batch: int, repeats: int) -> dict:
         state[:] = step(state[0], state[1], x, x)
         return state[0]
 
-    return {"forward_s": timed(lambda: forward(variables, x), repeats),
-            "train_step_s": timed(train_step, repeats)}
+    times = {"forward_s": timed(lambda: forward(variables, x), repeats),
+             "train_step_s": timed(train_step, repeats)}
+    faults = resource.getrusage(resource.RUSAGE_SELF).ru_minflt
+    jax.block_until_ready(train_step())
+    return {**times, "train_step_page_faults": resource.getrusage(resource.RUSAGE_SELF).ru_minflt - faults}
 
 
 def measure_torch(model: D2LNet, size: int, batch: int, repeats: int) -> dict:
@@ -194,7 +200,8 @@ def report(row: dict) -> str:
         if name in row:
             t = row[name]
             parts.append(f"{name}: forward {t['forward_s']:.3f} s ({g / t['forward_s']:.0f} GFLOP/s), "
-                         f"train step {t['train_step_s']:.3f} s ({3 * g / t['train_step_s']:.0f} GFLOP/s)")
+                         f"train step {t['train_step_s']:.3f} s ({3 * g / t['train_step_s']:.0f} GFLOP/s)"
+                         + (f", {t['train_step_page_faults']} page faults" if "train_step_page_faults" in t else ""))
     if "jax_xla_grad" in row:
         parts.append(f"fastconv speed-up of the train step: {row['jax_xla_grad']['train_step_s'] / row['jax']['train_step_s']:.2f}x")
     if "torch" in row:
