@@ -10,7 +10,7 @@ each model folder is one more column beside the JPEG one. The protocol is
 """
 from absl import app, flags
 
-from d2ljax import evaluation
+from d2ljax import evaluation, hostmem
 
 FLAGS = flags.FLAGS
 flags.DEFINE_list("dataset", None, "Benchmark folders (classic5, LIVE1_gray, LIVE1_color, "
@@ -45,4 +45,5 @@ def main(argv):
 
 
 if __name__ == "__main__":
+    hostmem.rerun_with_huge_pages()  # glibc reads the setting at start-up only
     app.run(main)

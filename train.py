@@ -9,7 +9,7 @@ import tensorflow as tf
 from absl import app, flags, logging
 from ml_collections import config_flags
 
-from d2ljax import train_lib
+from d2ljax import hostmem, train_lib
 
 FLAGS = flags.FLAGS
 flags.DEFINE_string("workdir", None, "Folder for checkpoints, metrics and the exported model.")
@@ -34,4 +34,5 @@ def main(argv):
 
 
 if __name__ == "__main__":
+    hostmem.rerun_with_huge_pages()  # glibc reads the setting at start-up only
     app.run(main)
