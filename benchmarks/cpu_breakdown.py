@@ -21,7 +21,6 @@ import flax.linen as nn
 import jax
 import jax.numpy as jnp
 import numpy as np
-from jax import lax
 
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 from benchmarks.model_speed import timed  # noqa: E402
@@ -60,17 +59,13 @@ def forward_breakdown(size: int, repeats: int) -> None:
           f"{no_down - rest:.3f} s ({(no_down - rest) / full:.0%}), the rest {rest:.3f} s", flush=True)
 
 
-def conv(x, kernel):
-    return lax.conv_general_dilated(x, kernel, (1, 1), "SAME", dimension_numbers=fastconv.DIMENSIONS)
-
-
 def chain(size: int, repeats: int, channels: int = 64, length: int = 10) -> None:
     import torch
     torch.set_num_threads(os.cpu_count())
     rng = np.random.default_rng(0)
     kernels = [(rng.standard_normal((3, 3, channels, channels)) * 0.05).astype(np.float32) for _ in range(length)]
     x = rng.uniform(size=(1, size, size, channels)).astype(np.float32)
-    run = jax.jit(lambda x, ks: jax.tree.reduce(lambda y, k: conv(y, k), ks, x))
+    run = jax.jit(lambda x, ks: jax.tree.reduce(fastconv.conv, ks, x))
     jax_s = timed(lambda: run(x, kernels), repeats)
     xt = torch.from_numpy(x.transpose(0, 3, 1, 2).copy())
     kt = [torch.from_numpy(k.transpose(3, 2, 0, 1).copy()) for k in kernels]

@@ -28,18 +28,23 @@ from d2ljax import convert  # noqa: E402
 TOLERANCES = {"out_1": 1e-4, "out_2": 1e-4, "out_1_amp": 1e-4, "out_1_phase": 1e-3, "grad_x": 1e-3}
 
 
+def outputs_and_input_grad(model, variables, x, cotangent):
+    """The four outputs and d sum(out_2 * cotangent) / dx, in one compiled function (as the
+    fixtures' grad_x was made; tests/test_model.py uses it too)."""
+    def run(x):
+        outs, vjp = jax.vjp(lambda x: model.apply(variables, x), x)
+        zeros = tuple(jnp.zeros_like(o) for o in outs[:3])
+        return outs, vjp(zeros + (cotangent,))[0]
+    return jax.jit(run)(x)
+
+
 def errors(fixture: str, precision: str) -> dict:
     """Max errors of out_1, out_2 (absolute), amplitude and grad_x (relative), phase (wrapped)."""
     ref = {k: np.asarray(v).transpose(0, 2, 3, 1) for k, v in np.load(fixture).items() if v.ndim == 4
            and not k.startswith("params/")}
     model, variables = convert.from_torch(fixture)
-
-    def run(x, cotangent):
-        outs, vjp = jax.vjp(lambda x: model.apply(variables, x), x)
-        return outs, vjp(tuple(jnp.zeros_like(o) for o in outs[:3]) + (cotangent,))[0]
-
     with jax.default_matmul_precision(precision):
-        (out_1, amp, phase, out_2), grad = jax.jit(run)(ref["x"], ref["cotangent"])
+        (out_1, amp, phase, out_2), grad = outputs_and_input_grad(model, variables, ref["x"], ref["cotangent"])
     ref_amp = ref["out_1_amp"]
     wrapped = np.angle(np.exp(1j * (np.asarray(phase) - ref["out_1_phase"])))
     return {"out_1": float(np.abs(np.asarray(out_1) - ref["out_1"]).max()),

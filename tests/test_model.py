@@ -4,6 +4,7 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
+from benchmarks.parity_errors import outputs_and_input_grad
 from conftest import FIXTURES, require
 from d2ljax import convert
 from d2ljax.checkpoints import random_variables
@@ -20,15 +21,6 @@ CASES = [
 
 def nhwc(a):
     return np.asarray(a).transpose(0, 2, 3, 1)
-
-
-def outputs_and_input_grad(model, variables, x, cotangent):
-    """The four outputs and d sum(out_2 * cotangent) / dx, in one compiled function."""
-    def run(x):
-        outs, vjp = jax.vjp(lambda x: model.apply(variables, x), x)
-        zeros = tuple(jnp.zeros_like(o) for o in outs[:3])
-        return outs, vjp(zeros + (cotangent,))[0]
-    return jax.jit(run)(x)
 
 
 def compare(ref, outs, grad, suffix, image_tol, amp_tol, phase_tol, grad_tol):
