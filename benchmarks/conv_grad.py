@@ -1,13 +1,13 @@
-"""Where D2LNet's training step loses to PyTorch on a CPU: the 3x3 convolution's weight gradient.
+"""Where D2LNet's training step spends its CPU time: one 3x3 convolution, forward and backward.
 
     python benchmarks/conv_grad.py                 # the full model's shapes at 128x128 and 256x256
     python benchmarks/conv_grad.py --shapes=64x64@256 --json=conv_grad.json
 
 For each (in -> out channels @ square size, batch 1, float32) it times XLA's forward, input
-gradient and weight gradient of one 3x3 'same' convolution, the two other forms of the weight
-gradient in d2ljax.fastconv (im2col, Winograd; see its docstring) and the one it chooses for the
-shape ("chosen", what D2LNet's training uses on a CPU), and PyTorch's forward and weight
-gradient (2 threads) in the same run. Each form is checked against XLA's own weight gradient
+gradient and weight gradient of one 3x3 'same' convolution; d2ljax.fastconv's Winograd forward,
+the two other forms of the weight gradient (im2col, Winograd; see its docstring) and the forms
+it chooses for the shape ("chosen", what D2LNet uses on a CPU); and PyTorch's forward and
+weight gradient (2 threads) in the same run. Each form is checked against XLA's own result
 (relative error printed).
 Times are minima over --repeats runs after a warm-up run, in milliseconds.
 """
@@ -24,8 +24,8 @@ import jax.numpy as jnp
 import numpy as np
 
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
-from d2ljax.fastconv import (conv, cpu_weight_grad, input_grad_xla,  # noqa: E402
-                             weight_grad_im2col, weight_grad_winograd, weight_grad_xla)
+from d2ljax.fastconv import (conv, conv_winograd, cpu_conv, cpu_weight_grad,  # noqa: E402
+                             input_grad_xla, weight_grad_im2col, weight_grad_winograd, weight_grad_xla)
 
 FULL_MODEL_SHAPES = ("64x64@128,128x128@64,256x256@32,512x512@16,128x64@128,"
                      "64x64@256,128x128@128,256x256@64,512x512@32")
@@ -63,14 +63,19 @@ def measure(c_in: int, c_out: int, size: int, repeats: int, with_torch: bool) ->
     x, dy = (rng.random((1, size, size, c), np.float32) for c in (c_in, c_out))
     w = rng.random((3, 3, c_in, c_out), np.float32) - 0.5
     row = {"shape": f"{c_in}x{c_out}@{size}"}
-    row["xla_forward"], _ = jax_timed(conv, (x, w), repeats)
-    row["xla_input_grad"], _ = jax_timed(input_grad_xla, (x, dy, w), repeats)
-    row["xla_weight_grad"], reference = jax_timed(weight_grad_xla, (x, dy), repeats)
-    scale = float(jnp.abs(reference).max())
-    forms = (("im2col", weight_grad_im2col), ("winograd", weight_grad_winograd), ("chosen", cpu_weight_grad))
-    for name, fn in forms:
-        row[f"{name}_weight_grad"], out = jax_timed(fn, (x, dy), repeats)
-        row[f"{name}_rel_error"] = float(jnp.abs(out - reference).max()) / scale
+    flipped = np.ascontiguousarray(np.flip(w, (0, 1)).transpose(0, 1, 3, 2))  # dx = conv(dy, flipped)
+    weight_grad_forms = (("im2col", weight_grad_im2col), ("winograd", weight_grad_winograd),
+                         ("chosen", cpu_weight_grad))
+    cases = {"forward": (conv, (x, w), (("winograd", conv_winograd), ("chosen", cpu_conv))),
+             "input_grad": (lambda dy, w: input_grad_xla(x, dy, w), (dy, w),
+                            (("chosen", lambda dy, w: cpu_conv(dy, flipped)),)),
+             "weight_grad": (weight_grad_xla, (x, dy), weight_grad_forms)}
+    for case, (xla_fn, args, forms) in cases.items():
+        row[f"xla_{case}"], reference = jax_timed(xla_fn, args, repeats)
+        scale = float(jnp.abs(reference).max())
+        for name, fn in forms:
+            row[f"{name}_{case}"], out = jax_timed(fn, args, repeats)
+            row[f"{name}_{case}_rel_error"] = float(jnp.abs(out - reference).max()) / scale
     if with_torch:
         row["torch_forward"], row["torch_weight_grad"] = torch_times(x, dy, w, repeats)
     return row

@@ -1,19 +1,21 @@
-"""A 3x3 'same' convolution whose weight gradient is fast on XLA's CPU backend.
+"""A 3x3 'same' convolution that is fast on XLA's CPU backend, forward and backward.
 
-XLA:CPU computes the forward pass and the input gradient of a 3x3 convolution at about the
-speed of PyTorch, but its weight gradient (a convolution whose "kernel" is the whole output
-gradient) runs 2-12x slower than the forward pass, depending on the shape: most of D2LNet's
-training step on a CPU (benchmarks/conv_grad.py, benchmarks/README.md). `conv3x3` keeps XLA's
-forward pass and input gradient and, on the CPU only, computes the weight gradient as matrix
-products instead, in one of two equivalent forms chosen by the shape:
+XLA:CPU's weight gradient of a 3x3 convolution (a convolution whose "kernel" is the whole
+output gradient) runs 2-12x slower than its forward pass, and its forward pass and input
+gradient run at 0.6-0.9x PyTorch's at D2LNet's widest shapes (benchmarks/conv_grad.py,
+benchmarks/README.md). On the CPU only, `conv3x3` computes them as matrix products instead:
 
-- Winograd F(2x2, 3x3): the gradient of Winograd's form of the convolution, 16 matrix products
-  over the 2x2 output tiles, 2.25x fewer multiplications (even heights and widths);
-- im2col: the 9 shifted views of the input stacked, one matrix product over the pixels (small
-  maps, where XLA and Winograd lose most).
+- Winograd F(2x2, 3x3) (Lavin & Gray, 2016): 16 matrix products over 2x2 output tiles,
+  2.25x fewer multiplications than the direct form (even heights and widths). The forward pass
+  and the input gradient (the convolution of the output gradient with the flipped, transposed
+  kernel) use it on maps of at least 64x64 with at least 64 channels; the weight gradient is
+  the gradient of this form with respect to the kernel;
+- im2col for the weight gradient on small maps: the 9 shifted views of the input stacked, one
+  matrix product over the pixels.
 
-Both agree with XLA's own gradient to float32 rounding (about 1e-5 relative; tests/test_fastconv.py).
-Other backends (GPU, TPU) use XLA's gradient unchanged.
+Elsewhere XLA's own. All forms equal XLA's in exact arithmetic (float64 to 1e-12); in float32
+their errors against float64 are no larger than XLA's own (tests/test_fastconv.py).
+Other backends (GPU, TPU) run XLA's convolution and gradients unchanged.
 """
 from __future__ import annotations
 
@@ -26,8 +28,11 @@ DIMENSIONS = ("NHWC", "HWIO", "NHWC")
 # Winograd F(2x2, 3x3) kernel transform (Lavin & Gray, 2016); B^T and A act through the sums below.
 WINOGRAD_G = np.array([[1, 0, 0], [.5, .5, .5], [.5, -.5, .5], [0, 0, 1]])
 SMALL_MAP = 256  # pixels per batch at or below which im2col beats Winograd and XLA
-FEW_INPUTS = 4  # input channels at or below which XLA's own gradient is fastest
+FEW_INPUTS = 4  # input channels at or below which XLA's own gradient is fastest on maps...
+FEW_INPUTS_MAP = 256 * 256  # ...below this many pixels; im2col's from there (the image's own convolution)
 BATCHED_MAP = 32 * 32  # above this many pixels per image, XLA's gradient is fast for batches > 1
+WINOGRAD_MAP = 64 * 64  # pixels per image from which Winograd's forward form beats XLA:CPU's...
+WINOGRAD_CHANNELS = 64  # ...given at least this many input and output channels
 
 
 def conv(x: jnp.ndarray, kernel: jnp.ndarray) -> jnp.ndarray:
@@ -64,58 +69,113 @@ def _b_transpose(d):
 
 
 def _a(m):
-    """A of F(2x2, 3x3) applied along one axis of 2 output-gradient rows (or columns)."""
+    """A of F(2x2, 3x3) applied along one axis of 2 output rows (or columns)."""
     return [m[0], m[0] + m[1], m[0] - m[1], -m[1]]
 
 
-def weight_grad_winograd(x: jnp.ndarray, dy: jnp.ndarray) -> jnp.ndarray:
-    """dW = G^T [sum over tiles of (B^T d B) * (A dY A^T)] G, d the 4x4 input tiles at stride 2.
+def _a_transpose(m):
+    """A^T of F(2x2, 3x3) applied along one axis of 4 tile rows (or columns)."""
+    return [m[0] + m[1] + m[2], m[1] - m[2] - m[3]]
 
-    The forward pass in Winograd form is Y = A^T [(G W G^T) * (B^T d B)] A per 2x2 output tile;
-    this is its gradient with respect to W. Needs even heights and widths.
+
+def winograd_input_tiles(x: jnp.ndarray) -> list:
+    """B^T d B for the 4x4 tiles d of the zero-padded input at stride 2: 16 (N, H/2, W/2, C) arrays.
+
+    Kept as 16 arrays: stacking them into one costs XLA:CPU a pass over 4x the input's size,
+    which made both Winograd forms 1.3-1.5x slower (benchmarks/README.md).
     """
     n, h, w, c = x.shape
     xp = jnp.pad(x, ((0, 0), (1, 1), (1, 1), (0, 0)))
     rows = _b_transpose([xp[:, r:r + h:2] for r in range(4)])
-    v = jnp.stack([t for row in rows for t in _b_transpose([row[:, :, s:s + w:2] for s in range(4)])])
-    d6 = dy.reshape(n, h // 2, 2, w // 2, 2, -1)
+    return [t for row in rows for t in _b_transpose([row[:, :, s:s + w:2] for s in range(4)])]
+
+
+def conv_winograd(x: jnp.ndarray, kernel: jnp.ndarray) -> jnp.ndarray:
+    """`conv` in Winograd's form: Y = A^T [(G W G^T) * (B^T d B)] A for each 2x2 output tile.
+
+    16 matrix products over the tiles, 2.25x fewer multiplications than the direct form.
+    Needs even heights and widths.
+    """
+    n, h, w, _ = x.shape
+    g = WINOGRAD_G.astype(kernel.dtype)
+    u = jnp.einsum("ai,ijco,bj->abco", g, kernel, g)
+    tiles = winograd_input_tiles(x)
+    m = [[tiles[4 * i + j] @ u[i, j] for j in range(4)] for i in range(4)]
+    columns = [_a_transpose([m[i][j] for i in range(4)]) for j in range(4)]
+    y = [_a_transpose([columns[j][a] for j in range(4)]) for a in range(2)]  # y[a][b]: pixels (2p+a, 2q+b)
+    return jnp.stack([jnp.stack(y[a], 3) for a in range(2)], 2).reshape(n, h, w, -1)
+
+
+def weight_grad_winograd(x: jnp.ndarray, dy: jnp.ndarray) -> jnp.ndarray:
+    """dW = G^T [sum over tiles of (B^T d B) * (A dY A^T)] G: the gradient of `conv_winograd`
+    with respect to W. Needs even heights and widths.
+    """
+    c, o = x.shape[-1], dy.shape[-1]
+    d6 = dy.reshape(dy.shape[0], dy.shape[1] // 2, 2, dy.shape[2] // 2, 2, o)
     rows = _a([d6[:, :, 0], d6[:, :, 1]])
-    dm = jnp.stack([t for row in rows for t in _a([row[:, :, :, 0], row[:, :, :, 1]])])
-    du = jnp.einsum("ktc,kto->kco", v.reshape(16, -1, c), dm.reshape(16, -1, dy.shape[-1]))
+    dm = [t for row in rows for t in _a([row[:, :, :, 0], row[:, :, :, 1]])]
+    du = jnp.stack([jnp.einsum("tc,to->co", v.reshape(-1, c), d.reshape(-1, o))
+                    for v, d in zip(winograd_input_tiles(x), dm)])
     g = WINOGRAD_G.astype(du.dtype)
-    return jnp.einsum("ai,abco,bj->ijco", g, du.reshape(4, 4, c, -1), g)
+    return jnp.einsum("ai,abco,bj->ijco", g, du.reshape(4, 4, c, o), g)
+
+
+def _wide(form):
+    """`form` computed in at least float32 (bfloat16 inputs), returning the inputs' dtype."""
+    def wide_form(a, b):
+        wide = jnp.promote_types(a.dtype, jnp.float32)
+        return form(a.astype(wide), b.astype(wide)).astype(a.dtype)
+    return wide_form
 
 
 def cpu_weight_grad(x: jnp.ndarray, dy: jnp.ndarray) -> jnp.ndarray:
     """The fastest of the three forms on XLA:CPU for this shape (benchmarks/conv_grad.py).
 
     XLA's own is slow mainly for single large maps: with 16 maps of 64x64 (the shipped models'
-    training batch) it beats Winograd 2.8x, with one 128x128 map it loses 4x.
-
-    The matrix-product forms sum in at least float32 (bfloat16 inputs) and return x's dtype.
+    training batch) it beats Winograd 2.8x, with one 128x128 map it loses 4x. With 4 or fewer
+    input channels (the image's own convolution) it is fast below 256x256 pixels.
     """
     n, h, w, c = x.shape
     odd = h % 2 or w % 2
-    if c <= FEW_INPUTS or (n > 1 and h * w > BATCHED_MAP) or (n * h * w > SMALL_MAP and odd):
+    few_inputs = c <= FEW_INPUTS
+    if (n > 1 and h * w > BATCHED_MAP) or (n * h * w > SMALL_MAP and odd) or (few_inputs and h * w < FEW_INPUTS_MAP):
         return weight_grad_xla(x, dy)
-    form = weight_grad_im2col if n * h * w <= SMALL_MAP else weight_grad_winograd
-    wide = jnp.promote_types(x.dtype, jnp.float32)
-    return form(x.astype(wide), dy.astype(wide)).astype(x.dtype)
+    return _wide(weight_grad_im2col if n * h * w <= SMALL_MAP or few_inputs else weight_grad_winograd)(x, dy)
+
+
+def cpu_conv(x: jnp.ndarray, kernel: jnp.ndarray) -> jnp.ndarray:
+    """`conv_winograd` where it beats XLA:CPU's convolution (float32 or wider, even maps of at
+    least WINOGRAD_MAP pixels, at least WINOGRAD_CHANNELS channels in and out), else XLA's.
+
+    With few output channels (D2LNet's last convolution, 64 -> 3) the 16 narrow matrix
+    products lose to XLA's direct form 5x.
+    """
+    n, h, w, c = x.shape
+    if (h % 2 or w % 2 or h * w < WINOGRAD_MAP or min(c, kernel.shape[-1]) < WINOGRAD_CHANNELS
+            or jnp.finfo(x.dtype).bits < 32):
+        return conv(x, kernel)
+    return conv_winograd(x, kernel)
+
+
+def _forward(x, kernel):
+    return lax.platform_dependent(x, kernel, cpu=cpu_conv, default=conv)
 
 
 @jax.custom_vjp
 def conv3x3(x: jnp.ndarray, kernel: jnp.ndarray) -> jnp.ndarray:
-    """3x3 convolution, stride 1, zero padding 1 (NHWC, HWIO): `conv` with a faster CPU gradient."""
-    return conv(x, kernel)
+    """3x3 convolution, stride 1, zero padding 1 (NHWC, HWIO): `conv`, faster on XLA:CPU."""
+    return _forward(x, kernel)
 
 
 def _conv3x3_fwd(x, kernel):
-    return conv(x, kernel), (x, kernel)
+    return _forward(x, kernel), (x, kernel)
 
 
 def _conv3x3_bwd(residuals, dy):
+    """dx: the convolution of dy with the kernel flipped and transposed; dW: cpu_weight_grad."""
     x, kernel = residuals
-    dx = input_grad_xla(x, dy, kernel)
+    flipped = jnp.flip(kernel, (0, 1)).transpose(0, 1, 3, 2)
+    dx = lax.platform_dependent(dy, flipped, cpu=cpu_conv, default=lambda dy, _: input_grad_xla(x, dy, kernel))
     dw = lax.platform_dependent(x, dy, cpu=cpu_weight_grad, default=weight_grad_xla)
     return dx, dw.astype(kernel.dtype)
 

@@ -1,4 +1,5 @@
-"""fastconv's weight gradients against XLA's own convolution gradient (an independent computation)."""
+"""fastconv's convolution and gradients against XLA's own (an independent computation), and
+against float64 where its float32 forms round differently from XLA's."""
 import flax.linen as nn
 import jax
 import jax.numpy as jnp
@@ -11,6 +12,7 @@ from d2ljax.model import Conv3x3
 # (N, H, W, C_in, C_out) reaching each branch of cpu_weight_grad
 SHAPES = {
     "few inputs (XLA)": (1, 6, 10, 3, 7),
+    "few inputs, large map (im2col)": (1, 256, 256, 2, 3),
     "small map (im2col)": (2, 8, 8, 8, 5),
     "even map (Winograd)": (1, 18, 22, 8, 6),
     "odd map (XLA)": (1, 17, 21, 8, 6),
@@ -41,11 +43,35 @@ def test_conv3x3_gradients_equal_xla_float32(shape):
     assert relative(dw, dw_ref) < 1e-5
 
 
+@pytest.mark.parametrize("shape", [(1, 64, 64, 64, 64), (2, 64, 66, 64, 80)], ids=["one map", "batch"])
+def test_winograd_convolution_as_accurate_as_xla(shape):
+    """Where fastconv runs the forward pass and the input gradient in Winograd's form, their
+    float32 errors against a float64 computation are no larger than XLA's own float32 errors."""
+    n, h, w, c_in, c_out = shape
+    assert h * w >= fastconv.WINOGRAD_MAP and min(c_in, c_out) >= fastconv.WINOGRAD_CHANNELS
+    with jax.enable_x64(True):
+        x, kernel = random((n, h, w, c_in), jnp.float64, 7), random((3, 3, c_in, c_out), jnp.float64, 8)
+        truth = (fastconv.conv(x, kernel),) + grads(fastconv.conv, x, kernel)
+        x, kernel = x.astype(jnp.float32), kernel.astype(jnp.float32)
+        errors = {}
+        for name, fn in (("fast", fastconv.conv3x3), ("xla", fastconv.conv)):
+            got = (fn(x, kernel),) + grads(fn, x, kernel)
+            errors[name] = np.array([relative(a, b) for a, b in zip(got, truth)])
+    assert not jnp.array_equal(fastconv.conv3x3(x, kernel), fastconv.conv(x, kernel))  # Winograd ran
+    assert (errors["fast"] <= 1.5 * errors["xla"] + 1e-7).all(), errors
+
+
 @pytest.mark.parametrize("form", [fastconv.weight_grad_im2col, fastconv.weight_grad_winograd])
 def test_weight_gradient_forms_are_exact_in_float64(form):
     with jax.enable_x64(True):
         x, dy = random((2, 10, 14, 6), jnp.float64, 2), random((2, 10, 14, 4), jnp.float64, 3)
         assert relative(form(x, dy), fastconv.weight_grad_xla(x, dy)) < 1e-12
+
+
+def test_winograd_forward_is_exact_in_float64():
+    with jax.enable_x64(True):
+        x, kernel = random((2, 10, 14, 6), jnp.float64, 2), random((3, 3, 6, 4), jnp.float64, 3)
+        assert relative(fastconv.conv_winograd(x, kernel), fastconv.conv(x, kernel)) < 1e-12
 
 
 def test_bfloat16_weight_gradient_close_to_float32():
