@@ -157,6 +157,12 @@ def cpu_conv(x: jnp.ndarray, kernel: jnp.ndarray) -> jnp.ndarray:
     return conv_winograd(x, kernel)
 
 
+def input_grad_kernel(kernel: jnp.ndarray) -> jnp.ndarray:
+    """The kernel whose `conv` with the output gradient is the input gradient: flipped in space,
+    input and output channels swapped."""
+    return jnp.flip(kernel, (0, 1)).transpose(0, 1, 3, 2)
+
+
 def _forward(x, kernel):
     return lax.platform_dependent(x, kernel, cpu=cpu_conv, default=conv)
 
@@ -168,14 +174,15 @@ def conv3x3(x: jnp.ndarray, kernel: jnp.ndarray) -> jnp.ndarray:
 
 
 def _conv3x3_fwd(x, kernel):
+    # Keeps x, not its Winograd tiles: the weight gradient recomputes them rather than hold 4x x's memory.
     return _forward(x, kernel), (x, kernel)
 
 
 def _conv3x3_bwd(residuals, dy):
-    """dx: the convolution of dy with the kernel flipped and transposed; dW: cpu_weight_grad."""
+    """dx: the convolution of dy with `input_grad_kernel`; dW: cpu_weight_grad."""
     x, kernel = residuals
-    flipped = jnp.flip(kernel, (0, 1)).transpose(0, 1, 3, 2)
-    dx = lax.platform_dependent(dy, flipped, cpu=cpu_conv, default=lambda dy, _: input_grad_xla(x, dy, kernel))
+    dx = lax.platform_dependent(dy, input_grad_kernel(kernel), cpu=cpu_conv,
+                                default=lambda dy, _: input_grad_xla(x, dy, kernel))
     dw = lax.platform_dependent(x, dy, cpu=cpu_weight_grad, default=weight_grad_xla)
     return dx, dw.astype(kernel.dtype)
 
