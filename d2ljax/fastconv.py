@@ -8,8 +8,8 @@ benchmarks/README.md). On the CPU only, `conv3x3` computes them as matrix produc
 - Winograd F(2x2, 3x3) (Lavin & Gray, 2016): 16 matrix products over 2x2 output tiles,
   2.25x fewer multiplications than the direct form (even heights and widths). The forward pass
   and the input gradient (the convolution of the output gradient with the flipped, transposed
-  kernel) use it on maps of at least 64x64 with at least 64 channels; the weight gradient is
-  the gradient of this form with respect to the kernel;
+  kernel) use it where maps and channels are large enough (`cpu_conv`); the weight gradient,
+  the gradient of this form with respect to the kernel, on most even maps (`cpu_weight_grad`);
 - im2col for the weight gradient on small maps: the 9 shifted views of the input stacked, one
   matrix product over the pixels.
 
@@ -21,18 +21,17 @@ from __future__ import annotations
 
 import jax
 import jax.numpy as jnp
-import numpy as np
 from jax import lax
 
 DIMENSIONS = ("NHWC", "HWIO", "NHWC")
-# Winograd F(2x2, 3x3) kernel transform (Lavin & Gray, 2016); B^T and A act through the sums below.
-WINOGRAD_G = np.array([[1, 0, 0], [.5, .5, .5], [.5, -.5, .5], [0, 0, 1]])
-SMALL_MAP = 256  # pixels per batch at or below which im2col beats Winograd and XLA
+SMALL_MAP = 64  # pixels per batch at or below which im2col's weight gradient is fastest...
+ODD_MAP = 256  # ...and for odd sizes (no Winograd form) up to this many; XLA's above
 FEW_INPUTS = 4  # input channels at or below which XLA's own gradient is fastest on maps...
 FEW_INPUTS_MAP = 256 * 256  # ...below this many pixels; im2col's from there (the image's own convolution)
-BATCHED_MAP = 32 * 32  # above this many pixels per image, XLA's gradient is fast for batches > 1
-WINOGRAD_MAP = 64 * 64  # pixels per image from which Winograd's forward form beats XLA:CPU's...
-WINOGRAD_CHANNELS = 64  # ...given at least this many input and output channels
+FEW_CHANNELS = 16  # input channels at or below which XLA's weight gradient wins for batches...
+BATCHED_MAP = 32 * 32  # ...of maps above this many pixels
+WINOGRAD_CHANNELS = 64  # input and output channels from which Winograd's forward form beats XLA:CPU's...
+WINOGRAD_WORK = 2 ** 17  # ...given at least this many pixels (whole batch) x channels (the fewer of in, out)
 
 
 def conv(x: jnp.ndarray, kernel: jnp.ndarray) -> jnp.ndarray:
@@ -73,6 +72,16 @@ def _a(m):
     return [m[0], m[0] + m[1], m[0] - m[1], -m[1]]
 
 
+def _g(w):
+    """G of F(2x2, 3x3) applied along one axis of 3 kernel rows (or columns)."""
+    return [w[0], (w[0] + w[1] + w[2]) * .5, (w[0] - w[1] + w[2]) * .5, w[2]]
+
+
+def _g_transpose(u):
+    """G^T of F(2x2, 3x3) applied along one axis of 4 transformed-kernel rows (or columns)."""
+    return [u[0] + (u[1] + u[2]) * .5, (u[1] - u[2]) * .5, (u[1] + u[2]) * .5 + u[3]]
+
+
 def _a_transpose(m):
     """A^T of F(2x2, 3x3) applied along one axis of 4 tile rows (or columns)."""
     return [m[0] + m[1] + m[2], m[1] - m[2] - m[3]]
@@ -90,6 +99,16 @@ def winograd_input_tiles(x: jnp.ndarray) -> list:
     return [t for row in rows for t in _b_transpose([row[:, :, s:s + w:2] for s in range(4)])]
 
 
+def winograd_kernel(kernel: jnp.ndarray) -> list:
+    """G W G^T: the 16 (C_in, C_out) matrices of the transformed kernel, row-major over the 4x4 tile.
+
+    Elementwise sums, not an einsum with G: XLA:CPU ran that einsum 2.5-15x slower
+    (26 ms at 512 channels; benchmarks/README.md).
+    """
+    rows = _g([kernel[i] for i in range(3)])
+    return [u for row in rows for u in _g([row[j] for j in range(3)])]
+
+
 def conv_winograd(x: jnp.ndarray, kernel: jnp.ndarray) -> jnp.ndarray:
     """`conv` in Winograd's form: Y = A^T [(G W G^T) * (B^T d B)] A for each 2x2 output tile.
 
@@ -97,10 +116,9 @@ def conv_winograd(x: jnp.ndarray, kernel: jnp.ndarray) -> jnp.ndarray:
     Needs even heights and widths.
     """
     n, h, w, _ = x.shape
-    g = WINOGRAD_G.astype(kernel.dtype)
-    u = jnp.einsum("ai,ijco,bj->abco", g, kernel, g)
+    u = winograd_kernel(kernel)
     tiles = winograd_input_tiles(x)
-    m = [[tiles[4 * i + j] @ u[i, j] for j in range(4)] for i in range(4)]
+    m = [[tiles[4 * i + j] @ u[4 * i + j] for j in range(4)] for i in range(4)]
     columns = [_a_transpose([m[i][j] for i in range(4)]) for j in range(4)]
     y = [_a_transpose([columns[j][a] for j in range(4)]) for a in range(2)]  # y[a][b]: pixels (2p+a, 2q+b)
     return jnp.stack([jnp.stack(y[a], 3) for a in range(2)], 2).reshape(n, h, w, -1)
@@ -114,10 +132,9 @@ def weight_grad_winograd(x: jnp.ndarray, dy: jnp.ndarray) -> jnp.ndarray:
     d6 = dy.reshape(dy.shape[0], dy.shape[1] // 2, 2, dy.shape[2] // 2, 2, o)
     rows = _a([d6[:, :, 0], d6[:, :, 1]])
     dm = [t for row in rows for t in _a([row[:, :, :, 0], row[:, :, :, 1]])]
-    du = jnp.stack([jnp.einsum("tc,to->co", v.reshape(-1, c), d.reshape(-1, o))
-                    for v, d in zip(winograd_input_tiles(x), dm)])
-    g = WINOGRAD_G.astype(du.dtype)
-    return jnp.einsum("ai,abco,bj->ijco", g, du.reshape(4, 4, c, o), g)
+    du = [jnp.einsum("tc,to->co", v.reshape(-1, c), d.reshape(-1, o)) for v, d in zip(winograd_input_tiles(x), dm)]
+    columns = [_g_transpose([du[4 * a + b] for a in range(4)]) for b in range(4)]  # columns[b][i]
+    return jnp.stack([jnp.stack(_g_transpose([columns[b][i] for b in range(4)]), 0) for i in range(3)], 0)
 
 
 def _wide(form):
@@ -131,27 +148,32 @@ def _wide(form):
 def cpu_weight_grad(x: jnp.ndarray, dy: jnp.ndarray) -> jnp.ndarray:
     """The fastest of the three forms on XLA:CPU for this shape (benchmarks/conv_grad.py).
 
-    XLA's own is slow mainly for single large maps: with 16 maps of 64x64 (the shipped models'
-    training batch) it beats Winograd 2.8x, with one 128x128 map it loses 4x. With 4 or fewer
-    input channels (the image's own convolution) it is fast below 256x256 pixels.
+    Winograd's on even maps; im2col's on tiny maps and small odd ones; XLA's own on larger odd
+    maps, for 16-channel batches of maps above 32x32 (16 maps of 64x64: XLA 7-8 ms, Winograd
+    11-13), and for the image's own convolution (<= 4 input channels) below 256x256 pixels.
     """
     n, h, w, c = x.shape
-    odd = h % 2 or w % 2
-    few_inputs = c <= FEW_INPUTS
-    if (n > 1 and h * w > BATCHED_MAP) or (n * h * w > SMALL_MAP and odd) or (few_inputs and h * w < FEW_INPUTS_MAP):
+    odd, pixels = h % 2 or w % 2, n * h * w
+    if c <= FEW_INPUTS:
+        return _wide(weight_grad_im2col)(x, dy) if h * w >= FEW_INPUTS_MAP else weight_grad_xla(x, dy)
+    if pixels <= SMALL_MAP or (odd and pixels <= ODD_MAP):
+        return _wide(weight_grad_im2col)(x, dy)
+    if odd or (n > 1 and h * w > BATCHED_MAP and c <= FEW_CHANNELS):
         return weight_grad_xla(x, dy)
-    return _wide(weight_grad_im2col if n * h * w <= SMALL_MAP or few_inputs else weight_grad_winograd)(x, dy)
+    return _wide(weight_grad_winograd)(x, dy)
 
 
 def cpu_conv(x: jnp.ndarray, kernel: jnp.ndarray) -> jnp.ndarray:
-    """`conv_winograd` where it beats XLA:CPU's convolution (float32 or wider, even maps of at
-    least WINOGRAD_MAP pixels, at least WINOGRAD_CHANNELS channels in and out), else XLA's.
+    """`conv_winograd` where it beats XLA:CPU's convolution, else XLA's: float32 or wider, even
+    maps, at least WINOGRAD_CHANNELS channels in and out, and at least WINOGRAD_WORK pixels x
+    channels (from 32x32 maps at 128 channels, 16x16 at 512; benchmarks/README.md).
 
-    With few output channels (D2LNet's last convolution, 64 -> 3) the 16 narrow matrix
-    products lose to XLA's direct form 5x.
+    With few channels the 16 narrow matrix products lose to XLA's direct form (5x for D2LNet's
+    last convolution, 64 -> 3), and on small maps the tile transforms outweigh the saving.
     """
     n, h, w, c = x.shape
-    if (h % 2 or w % 2 or h * w < WINOGRAD_MAP or min(c, kernel.shape[-1]) < WINOGRAD_CHANNELS
+    channels = min(c, kernel.shape[-1])
+    if (h % 2 or w % 2 or channels < WINOGRAD_CHANNELS or n * h * w * channels < WINOGRAD_WORK
             or jnp.finfo(x.dtype).bits < 32):
         return conv(x, kernel)
     return conv_winograd(x, kernel)

@@ -13,10 +13,12 @@ from d2ljax.model import Conv3x3
 SHAPES = {
     "few inputs (XLA)": (1, 6, 10, 3, 7),
     "few inputs, large map (im2col)": (1, 256, 256, 2, 3),
-    "small map (im2col)": (2, 8, 8, 8, 5),
-    "even map (Winograd)": (1, 18, 22, 8, 6),
+    "small map (im2col)": (1, 8, 8, 8, 5),
+    "small odd map (im2col)": (1, 9, 11, 8, 6),
+    "even map (Winograd)": (2, 8, 6, 8, 6),
     "odd map (XLA)": (1, 17, 21, 8, 6),
-    "batch of larger maps (XLA)": (2, 34, 34, 8, 4),
+    "batch of larger maps, few channels (XLA)": (2, 34, 34, 8, 4),
+    "batch of larger maps (Winograd)": (2, 34, 34, 24, 4),
 }
 
 
@@ -48,7 +50,7 @@ def test_winograd_convolution_as_accurate_as_xla(shape):
     """Where fastconv runs the forward pass and the input gradient in Winograd's form, their
     float32 errors against a float64 computation are no larger than XLA's own float32 errors."""
     n, h, w, c_in, c_out = shape
-    assert h * w >= fastconv.WINOGRAD_MAP and min(c_in, c_out) >= fastconv.WINOGRAD_CHANNELS
+    assert n * h * w * min(c_in, c_out) >= fastconv.WINOGRAD_WORK and min(c_in, c_out) >= fastconv.WINOGRAD_CHANNELS
     with jax.enable_x64(True):
         x, kernel = random((n, h, w, c_in), jnp.float64, 7), random((3, 3, c_in, c_out), jnp.float64, 8)
         truth = (fastconv.conv(x, kernel),) + grads(fastconv.conv, x, kernel)
