@@ -24,7 +24,7 @@ import jax.numpy as jnp
 import numpy as np
 
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
-from d2ljax.fastconv import (conv, conv_winograd, cpu_conv, cpu_weight_grad, input_grad_kernel,  # noqa: E402
+from d2ljax.fastconv import (conv, conv_winograd, cpu_conv, cpu_input_grad, cpu_weight_grad,  # noqa: E402
                              input_grad_xla, weight_grad_im2col, weight_grad_winograd, weight_grad_xla)
 
 FULL_MODEL_SHAPES = ("64x64@128,128x128@64,256x256@32,512x512@16,128x64@128,"
@@ -63,12 +63,12 @@ def measure(c_in: int, c_out: int, size: int, repeats: int, with_torch: bool) ->
     x, dy = (rng.random((1, size, size, c), np.float32) for c in (c_in, c_out))
     w = rng.random((3, 3, c_in, c_out), np.float32) - 0.5
     row = {"shape": f"{c_in}x{c_out}@{size}"}
-    flipped = input_grad_kernel(w)
     weight_grad_forms = (("im2col", weight_grad_im2col), ("winograd", weight_grad_winograd),
                          ("chosen", cpu_weight_grad))
     cases = {"forward": (conv, (x, w), (("winograd", conv_winograd), ("chosen", cpu_conv))),
              "input_grad": (lambda dy, w: input_grad_xla(x, dy, w), (dy, w),
-                            (("chosen", lambda dy, w: cpu_conv(dy, flipped)),)),
+                            (("winograd", lambda dy, w: conv_winograd(dy, w, input_grad=True)),
+                             ("chosen", cpu_input_grad))),
              "weight_grad": (weight_grad_xla, (x, dy), weight_grad_forms)}
     for case, (xla_fn, args, forms) in cases.items():
         row[f"xla_{case}"], reference = jax_timed(xla_fn, args, repeats)

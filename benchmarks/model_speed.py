@@ -181,7 +181,9 @@ def main():
                    "device": jax.devices()[0].device_kind, "precision": args.precision, "forward_gflops": gflops,
                    "jax": measure_jax(model, size, args.batch, args.repeats)}
             if args.xla_conv:
-                with mock.patch.multiple(fastconv, cpu_conv=fastconv.conv, cpu_weight_grad=fastconv.weight_grad_xla):
+                xla_input_grad = lambda dy, kernel: fastconv.conv(dy, fastconv.input_grad_kernel(kernel))  # noqa: E731
+                with mock.patch.multiple(fastconv, cpu_conv=fastconv.conv, cpu_input_grad=xla_input_grad,
+                                         cpu_weight_grad=fastconv.weight_grad_xla):
                     row["jax_xla_conv"] = measure_jax(model, size, args.batch, args.repeats)
             if args.torch:
                 row["torch"] = measure_torch(model, size, args.batch, args.repeats)

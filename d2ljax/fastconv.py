@@ -109,16 +109,19 @@ def winograd_kernel(kernel: jnp.ndarray) -> list:
     return [u for row in rows for u in _g([row[j] for j in range(3)])]
 
 
-def conv_winograd(x: jnp.ndarray, kernel: jnp.ndarray) -> jnp.ndarray:
+def conv_winograd(x: jnp.ndarray, kernel: jnp.ndarray, input_grad: bool = False) -> jnp.ndarray:
     """`conv` in Winograd's form: Y = A^T [(G W G^T) * (B^T d B)] A for each 2x2 output tile.
 
     16 matrix products over the tiles, 2.25x fewer multiplications than the direct form.
-    Needs even heights and widths.
+    Needs even heights and widths. With `input_grad`, x is an output gradient and the result its
+    `conv` with `input_grad_kernel(kernel)`, the input gradient, without forming that kernel: the
+    flip reverses the kernel's rows and columns, the channel swap transposes the 16 matrices inside
+    the products (XLA:CPU fused the swapped kernel into the transform, 17 ms per matrix at 512 channels).
     """
     n, h, w, _ = x.shape
-    u = winograd_kernel(kernel)
+    u = winograd_kernel(kernel[::-1, ::-1] if input_grad else kernel)
     tiles = winograd_input_tiles(x)
-    m = [[tiles[4 * i + j] @ u[4 * i + j] for j in range(4)] for i in range(4)]
+    m = [[tiles[k] @ (u[k].T if input_grad else u[k]) for k in range(4 * i, 4 * i + 4)] for i in range(4)]
     columns = [_a_transpose([m[i][j] for i in range(4)]) for j in range(4)]
     y = [_a_transpose([columns[j][a] for j in range(4)]) for a in range(2)]  # y[a][b]: pixels (2p+a, 2q+b)
     return jnp.stack([jnp.stack(y[a], 3) for a in range(2)], 2).reshape(n, h, w, -1)
@@ -163,26 +166,35 @@ def cpu_weight_grad(x: jnp.ndarray, dy: jnp.ndarray) -> jnp.ndarray:
     return _wide(weight_grad_winograd)(x, dy)
 
 
-def cpu_conv(x: jnp.ndarray, kernel: jnp.ndarray) -> jnp.ndarray:
-    """`conv_winograd` where it beats XLA:CPU's convolution, else XLA's: float32 or wider, even
-    maps, at least WINOGRAD_CHANNELS channels in and out, and at least WINOGRAD_WORK pixels x
-    channels (from 32x32 maps at 128 channels, 16x16 at 512; benchmarks/README.md).
+def winograd_pays(x: jnp.ndarray, kernel: jnp.ndarray) -> bool:
+    """Whether `conv_winograd` beats XLA:CPU's convolution for x and kernel (either direction):
+    float32 or wider, even maps, at least WINOGRAD_CHANNELS channels in and out, and at least
+    WINOGRAD_WORK pixels x channels (from 32x32 maps at 128 channels, 16x16 at 512;
+    benchmarks/README.md).
 
     With few channels the 16 narrow matrix products lose to XLA's direct form (5x for D2LNet's
     last convolution, 64 -> 3), and on small maps the tile transforms outweigh the saving.
     """
-    n, h, w, c = x.shape
-    channels = min(c, kernel.shape[-1])
-    if (h % 2 or w % 2 or channels < WINOGRAD_CHANNELS or n * h * w * channels < WINOGRAD_WORK
-            or jnp.finfo(x.dtype).bits < 32):
-        return conv(x, kernel)
-    return conv_winograd(x, kernel)
+    n, h, w, _ = x.shape
+    channels = min(kernel.shape[2:])
+    return (h % 2 == 0 and w % 2 == 0 and channels >= WINOGRAD_CHANNELS and n * h * w * channels >= WINOGRAD_WORK
+            and jnp.finfo(x.dtype).bits >= 32)
+
+
+def cpu_conv(x: jnp.ndarray, kernel: jnp.ndarray) -> jnp.ndarray:
+    """`conv`: Winograd's form where it pays, else XLA's."""
+    return conv_winograd(x, kernel) if winograd_pays(x, kernel) else conv(x, kernel)
 
 
 def input_grad_kernel(kernel: jnp.ndarray) -> jnp.ndarray:
     """The kernel whose `conv` with the output gradient is the input gradient: flipped in space,
     input and output channels swapped."""
     return jnp.flip(kernel, (0, 1)).transpose(0, 1, 3, 2)
+
+
+def cpu_input_grad(dy: jnp.ndarray, kernel: jnp.ndarray) -> jnp.ndarray:
+    """The input gradient, `conv(dy, input_grad_kernel(kernel))`: Winograd's form where it pays."""
+    return conv_winograd(dy, kernel, input_grad=True) if winograd_pays(dy, kernel) else conv(dy, input_grad_kernel(kernel))
 
 
 def _forward(x, kernel):
@@ -203,8 +215,7 @@ def _conv3x3_fwd(x, kernel):
 def _conv3x3_bwd(residuals, dy):
     """dx: the convolution of dy with `input_grad_kernel`; dW: cpu_weight_grad."""
     x, kernel = residuals
-    dx = lax.platform_dependent(dy, input_grad_kernel(kernel), cpu=cpu_conv,
-                                default=lambda dy, _: input_grad_xla(x, dy, kernel))
+    dx = lax.platform_dependent(dy, kernel, cpu=cpu_input_grad, default=lambda dy, kernel: input_grad_xla(x, dy, kernel))
     dw = lax.platform_dependent(x, dy, cpu=cpu_weight_grad, default=weight_grad_xla)
     return dx, dw.astype(kernel.dtype)
 
