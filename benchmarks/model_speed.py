@@ -10,9 +10,10 @@ L1 on out_2, backward, Adam.
 GFLOPs count every convolution, the 1x1 convolutions on the spectrum and the 2x2 up-convolutions
 included (2 FLOPs per multiply-add): 356.7 GFLOPs for a 256x256 RGB forward of the full model,
 against spec/performance_notes.md's 358.6, which counts slightly more; the backward pass is
-counted as twice the forward. Times are the minimum over --repeats runs after one warm-up
-(compile) run. The host's minor page faults during one JAX train step are counted too: XLA:CPU
-mallocs its buffers at every run, and on Linux glibc gives large freed blocks back to the kernel,
+counted as twice the forward. Times are the minimum over --repeats rounds after one warm-up
+(compile) run; each round runs every case of every implementation once, so the per-round
+speed-ups (median and range printed) compare runs made a few seconds apart. The host's minor
+page faults during one JAX train step are counted too: XLA:CPU mallocs its buffers at every run, and on Linux glibc gives large freed blocks back to the kernel,
 so each step touches fresh pages (benchmarks/README.md, "Host memory").
 """
 from __future__ import annotations
@@ -66,15 +67,13 @@ def conv_gflops(model: D2LNet, height: int, width: int) -> float:
     return 2 * sum(macs) / 1e9
 
 
-def timed(fn, repeats: int) -> float:
-    """Minimum wall time of fn() over `repeats` runs, after one warm-up (compile) run."""
+PAUSE_S = 1.0  # before each timed run: the other library's idle threads spin for a while after its work
+
+
+def warmed(fn):
+    """fn, after one warm-up (compile) run, returning only when its work is done."""
     jax.block_until_ready(fn())
-    times = []
-    for _ in range(repeats):
-        start = time.perf_counter()
-        jax.block_until_ready(fn())
-        times.append(time.perf_counter() - start)
-    return min(times)
+    return lambda: jax.block_until_ready(fn())
 
 
 def jax_step_fn(model: D2LNet):
@@ -89,7 +88,8 @@ def jax_step_fn(model: D2LNet):
     return optimizer, jax.jit(step, donate_argnums=(0, 1))
 
 
-def measure_jax(model: D2LNet, size: int, batch: int, repeats: int) -> dict:
+def jax_cases(model: D2LNet, size: int, batch: int) -> dict:
+    """The forward pass and the train step of the JAX model, compiled and warmed up."""
     x = jax.random.uniform(jax.random.PRNGKey(0), (batch, size, size, model.in_chn))
     variables = jax.jit(model.init)(jax.random.PRNGKey(0), x[:1])
     forward = jax.jit(lambda v, x: model.apply(v, x)[3])
@@ -100,14 +100,18 @@ def measure_jax(model: D2LNet, size: int, batch: int, repeats: int) -> dict:
         state[:] = step(state[0], state[1], x, x)
         return state[0]
 
-    times = {"forward_s": timed(lambda: forward(variables, x), repeats),
-             "train_step_s": timed(train_step, repeats)}
-    faults = resource.getrusage(resource.RUSAGE_SELF).ru_minflt
-    jax.block_until_ready(train_step())
-    return {**times, "train_step_page_faults": resource.getrusage(resource.RUSAGE_SELF).ru_minflt - faults}
+    # the forward pass reads the current parameters: the train step donates the previous ones
+    return {"forward_s": warmed(lambda: forward({"params": state[0]}, x)), "train_step_s": warmed(train_step)}
 
 
-def measure_torch(model: D2LNet, size: int, batch: int, repeats: int) -> dict:
+def page_faults(fn) -> int:
+    """Minor page faults of the host process during one call of fn."""
+    before = resource.getrusage(resource.RUSAGE_SELF).ru_minflt
+    fn()
+    return resource.getrusage(resource.RUSAGE_SELF).ru_minflt - before
+
+
+def torch_cases(model: D2LNet, size: int, batch: int) -> dict:
     """The same two cases for the PyTorch model with the released structure (torch_reference).
 
     It runs where JAX runs (CUDA when JAX's backend is a GPU), in bfloat16 through
@@ -143,8 +147,33 @@ def measure_torch(model: D2LNet, size: int, batch: int, repeats: int) -> dict:
         loss.backward()
         optimizer.step()
 
-    return {"forward_s": timed(forward, repeats), "train_step_s": timed(train_step, repeats),
-            "device": device}
+    return {"forward_s": warmed(forward), "train_step_s": warmed(train_step)}
+
+
+def time_interleaved(implementations: dict, repeats: int) -> dict:
+    """Wall times of every implementation's cases, in `repeats` rounds that run each case of each
+    implementation once, so that a slow spell of the shared machine hits all of them alike.
+
+    Returns {implementation: {case: [seconds per round]}}.
+    """
+    times = {name: {case: [] for case in cases} for name, cases in implementations.items()}
+    for _ in range(repeats):
+        for name, cases in implementations.items():
+            for case, fn in cases.items():
+                time.sleep(PAUSE_S)
+                start = time.perf_counter()
+                fn()
+                times[name][case].append(time.perf_counter() - start)
+    return times
+
+
+def summarise(times: dict) -> dict:
+    """Minimum per implementation and case; per-round speed-ups against the others (their time / d2ljax's)."""
+    row = {name: {case: min(ts) for case, ts in cases.items()} for name, cases in times.items()}
+    for name in times.keys() - {"jax"} if "jax" in times else ():
+        row[name]["round_speedups"] = {case: sorted((np.array(ts) / np.array(times["jax"][case])).tolist())
+                                       for case, ts in times[name].items()}
+    return row
 
 
 def main():
@@ -155,6 +184,10 @@ def main():
     parser.add_argument("--repeats", type=int, default=3)
     parser.add_argument("--models", default="64x4,16x3", help="comma-separated WFxDEPTH (RGB)")
     parser.add_argument("--torch", action="store_true", help="also time the PyTorch baseline in this run")
+    parser.add_argument("--torch-only", action="store_true",
+                        help="time only the PyTorch baseline: run it in its own process, alternating with a JAX-only "
+                             "process, for a fair pair (each library ran 10-50%% slower in a process where the "
+                             "other had run; benchmarks/README.md)")
     parser.add_argument("--xla-conv", action="store_true",
                         help="also time both cases with XLA's own 3x3 convolutions and gradients "
                              "(d2ljax.fastconv's baseline)")
@@ -164,7 +197,7 @@ def main():
     parser.add_argument("--json", default=None, help="write the figures to this file")
     args = parser.parse_args()
     jax.config.update("jax_default_matmul_precision", args.precision)
-    if args.torch:
+    if args.torch or args.torch_only:
         import torch
         torch.set_num_threads(os.cpu_count())  # CPU baseline: all cores, as XLA uses
         # PyTorch's own defaults: TF32 for cuDNN convolutions, not for matrix products
@@ -176,22 +209,30 @@ def main():
         wf, depth = map(int, spec.split("x"))
         model = D2LNet(3, wf, depth, dtype=dtype)
         for size in map(int, args.sizes.split(",")):
-            gflops = conv_gflops(model, size, size) * args.batch
-            row = {"wf": wf, "depth": depth, "size": size, "batch": args.batch, "dtype": args.dtype,
-                   "device": jax.devices()[0].device_kind, "precision": args.precision, "forward_gflops": gflops,
-                   "jax": measure_jax(model, size, args.batch, args.repeats)}
+            implementations = {} if args.torch_only else {"jax": jax_cases(model, size, args.batch)}
             if args.xla_conv:
                 xla_input_grad = lambda dy, kernel: fastconv.conv(dy, fastconv.input_grad_kernel(kernel))  # noqa: E731
                 with mock.patch.multiple(fastconv, cpu_conv=fastconv.conv, cpu_input_grad=xla_input_grad,
                                          cpu_weight_grad=fastconv.weight_grad_xla):
-                    row["jax_xla_conv"] = measure_jax(model, size, args.batch, args.repeats)
-            if args.torch:
-                row["torch"] = measure_torch(model, size, args.batch, args.repeats)
+                    implementations["jax_xla_conv"] = jax_cases(model, size, args.batch)  # compiled here
+            if args.torch or args.torch_only:
+                implementations["torch"] = torch_cases(model, size, args.batch)
+            row = {"wf": wf, "depth": depth, "size": size, "batch": args.batch, "dtype": args.dtype,
+                   "device": jax.devices()[0].device_kind, "precision": args.precision,
+                   "forward_gflops": conv_gflops(model, size, size) * args.batch,
+                   **summarise(time_interleaved(implementations, args.repeats))}
+            if "jax" in implementations:
+                row["jax"]["train_step_page_faults"] = page_faults(implementations["jax"]["train_step_s"])
             rows.append(row)
             print(report(row), flush=True)
     if args.json:
         with open(args.json, "w") as f:
             json.dump({"results": rows}, f, indent=2)
+
+
+def spread(ratios: list) -> str:
+    """Median and range of per-round ratios."""
+    return f"median {np.median(ratios):.2f}x, {min(ratios):.2f}-{max(ratios):.2f}x"
 
 
 def report(row: dict) -> str:
@@ -205,13 +246,12 @@ def report(row: dict) -> str:
             parts.append(f"{name}: forward {t['forward_s']:.3f} s ({g / t['forward_s']:.0f} GFLOP/s), "
                          f"train step {t['train_step_s']:.3f} s ({3 * g / t['train_step_s']:.0f} GFLOP/s)"
                          + (f", {t['train_step_page_faults']} page faults" if "train_step_page_faults" in t else ""))
-    if "jax_xla_conv" in row:
-        xla = row["jax_xla_conv"]
-        parts.append(f"fastconv speed-up: forward {xla['forward_s'] / row['jax']['forward_s']:.2f}x, "
-                     f"train step {xla['train_step_s'] / row['jax']['train_step_s']:.2f}x")
-    if "torch" in row:
-        parts.append(f"speed-up vs torch: forward {row['torch']['forward_s'] / row['jax']['forward_s']:.2f}x, "
-                     f"train step {row['torch']['train_step_s'] / row['jax']['train_step_s']:.2f}x")
+    for name, label in (("jax_xla_conv", "fastconv speed-up"), ("torch", "speed-up vs torch")):
+        if "round_speedups" in row.get(name, {}):
+            speedups = row[name]["round_speedups"]
+            parts.append(f"{label}: forward {row[name]['forward_s'] / row['jax']['forward_s']:.2f}x, "
+                         f"train step {row[name]['train_step_s'] / row['jax']['train_step_s']:.2f}x "
+                         f"(per round: forward {spread(speedups['forward_s'])}, step {spread(speedups['train_step_s'])})")
     return " | ".join(parts)
 
 
