@@ -13,8 +13,8 @@ against spec/performance_notes.md's 358.6, which counts slightly more; the backw
 counted as twice the forward. Times are the minimum over --repeats rounds after one warm-up
 (compile) run; each round runs every case of every implementation once, so the per-round
 speed-ups (median and range printed) compare runs made a few seconds apart. The host's minor
-page faults during one JAX train step are counted too: XLA:CPU mallocs its buffers at every run, and on Linux glibc gives large freed blocks back to the kernel,
-so each step touches fresh pages (benchmarks/README.md, "Host memory").
+page faults during one JAX train step are counted too: XLA:CPU mallocs its buffers at every
+run, and on Linux glibc gives large freed blocks back to the kernel, so each step touches fresh pages (benchmarks/README.md, "Host memory").
 """
 from __future__ import annotations
 
@@ -67,7 +67,9 @@ def conv_gflops(model: D2LNet, height: int, width: int) -> float:
     return 2 * sum(macs) / 1e9
 
 
-PAUSE_S = 1.0  # before each timed run: the other library's idle threads spin for a while after its work
+# Before each timed run, so that thread pools that spin after their work settle. It did not remove the
+# slowdown of one library in a process where the other had run: use --torch-only for fair pairs.
+PAUSE_S = 1.0
 
 
 def warmed(fn):
@@ -170,7 +172,7 @@ def time_interleaved(implementations: dict, repeats: int) -> dict:
 def summarise(times: dict) -> dict:
     """Minimum per implementation and case; per-round speed-ups against the others (their time / d2ljax's)."""
     row = {name: {case: min(ts) for case, ts in cases.items()} for name, cases in times.items()}
-    for name in times.keys() - {"jax"} if "jax" in times else ():
+    for name in (times.keys() - {"jax"} if "jax" in times else ()):
         row[name]["round_speedups"] = {case: sorted((np.array(ts) / np.array(times["jax"][case])).tolist())
                                        for case, ts in times[name].items()}
     return row
