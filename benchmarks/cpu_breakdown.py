@@ -1,10 +1,11 @@
 """Where the full model's CPU time goes, and the XLA:CPU limits behind it (benchmarks/README.md).
 
-    python benchmarks/cpu_breakdown.py               # all three parts, 128x128
-    python benchmarks/cpu_breakdown.py --parts=forward --size=256
+    python benchmarks/cpu_breakdown.py               # all four parts, 128x128
+    python benchmarks/cpu_breakdown.py --parts=forward,step --size=256
 
-- forward: the full model's forward, then again with its 3x3 convolutions, the strided 4x4
-  downsampling and the Fourier branches replaced in turn by near-free ops of the same shape;
+- forward, step: the full model's forward (or model_speed's train step), then again with its 3x3
+  convolutions, the strided 4x4 downsampling and the Fourier branches replaced in turn by
+  near-free ops of the same shape;
 - chain: ten chained 64-channel 3x3 convolutions, XLA against PyTorch (needs torch), GFLOP/s;
 - patches: the 64-channel weight gradient at the model's largest size, XLA's own against the
   pieces an im2col form would need (the slices, one matrix of them, its matrix product) and
@@ -13,6 +14,7 @@
 from __future__ import annotations
 
 import argparse
+import functools
 import os
 import sys
 from unittest import mock
@@ -23,8 +25,14 @@ import jax.numpy as jnp
 import numpy as np
 
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
-from benchmarks.model_speed import timed  # noqa: E402
+from benchmarks.conv_grad import timed_ms  # noqa: E402
+from benchmarks.model_speed import jax_step_fn  # noqa: E402
 from d2ljax import fastconv, model as d2l  # noqa: E402
+
+
+def timed(fn, repeats: int) -> float:
+    """Seconds per call of fn, the minimum of `repeats` after a warm-up, each waiting for its work."""
+    return timed_ms(lambda: jax.block_until_ready(fn()), repeats) / 1e3
 
 
 def near_free_conv3x3(x, kernel):
@@ -38,23 +46,42 @@ def near_free_downsample(self, x):  # replaces nn.Conv, which D2LNet uses only f
     return jnp.broadcast_to(half, half.shape[:-1] + (self.features,)) * kernel[0, 0, 0]
 
 
-def forward_breakdown(size: int, repeats: int) -> None:
+def forward_fn(model, variables, x):
+    """The full model's forward pass, as a function of nothing (compiled at the call)."""
+    forward = jax.jit(lambda v, x: model.apply(v, x)[3])
+    return lambda: forward(variables, x)
+
+
+def step_fn(model, variables, x):
+    """model_speed's train step (L1 on out_2, backward, Adam), as a function of nothing."""
+    optimizer, step = jax_step_fn(model)
+    state = [variables["params"], optimizer.init(variables["params"])]
+
+    def train_step():
+        state[:] = step(state[0], state[1], x, x)
+        return state[0]
+    return train_step
+
+
+def breakdown(case: str, size: int, repeats: int) -> None:
+    """Times `case` (forward_fn or step_fn's) for the full model, then with its 3x3 convolutions,
+    the strided 4x4 downsampling and the Fourier branches replaced in turn by near-free ops."""
+    make = {"forward": forward_fn, "step": step_fn}[case]
     model = d2l.D2LNet(3, 64, 4)
     x = jax.random.uniform(jax.random.PRNGKey(0), (1, size, size, 3))
     variables = jax.jit(model.init)(jax.random.PRNGKey(0), x)
 
-    def forward_s():
-        forward = jax.jit(lambda v, x: model.apply(v, x)[3])
-        return timed(lambda: forward(variables, x), repeats)
+    def seconds():  # fresh parameters for each: the train step donates its inputs
+        return timed(make(model, jax.tree.map(jnp.copy, variables), x), repeats)
 
-    full = forward_s()
+    full = seconds()
     with mock.patch.object(fastconv, "conv3x3", near_free_conv3x3):
-        no_3x3 = forward_s()
+        no_3x3 = seconds()
         with mock.patch.object(nn.Conv, "__call__", near_free_downsample):
-            no_down = forward_s()
+            no_down = seconds()
             with mock.patch.object(d2l, "fourier_branch", lambda x_res, mode, edit: x_res):
-                rest = forward_s()
-    print(f"forward {size}x{size}: {full:.3f} s; 3x3 convolutions {full - no_3x3:.3f} s "
+                rest = seconds()
+    print(f"{case} {size}x{size}: {full:.3f} s; 3x3 convolutions {full - no_3x3:.3f} s "
           f"({(full - no_3x3) / full:.0%}), 4x4 downsampling {no_3x3 - no_down:.3f} s, Fourier branches "
           f"{no_down - rest:.3f} s ({(no_down - rest) / full:.0%}), the rest {rest:.3f} s", flush=True)
 
@@ -108,11 +135,12 @@ def patches(size: int, repeats: int, channels: int = 64) -> None:
 
 def main():
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    parser.add_argument("--parts", default="forward,chain,patches")
+    parser.add_argument("--parts", default="forward,step,chain,patches")
     parser.add_argument("--size", type=int, default=128)
     parser.add_argument("--repeats", type=int, default=5)
     args = parser.parse_args()
-    parts = {"forward": forward_breakdown, "chain": chain, "patches": patches}
+    parts = {"forward": functools.partial(breakdown, "forward"), "step": functools.partial(breakdown, "step"),
+             "chain": chain, "patches": patches}
     for name in args.parts.split(","):
         parts[name](args.size, args.repeats)
 

@@ -11,8 +11,9 @@ GFLOPs count every convolution, the 1x1 convolutions on the spectrum and the 2x2
 included (2 FLOPs per multiply-add): 356.7 GFLOPs for a 256x256 RGB forward of the full model,
 against spec/performance_notes.md's 358.6, which counts slightly more; the backward pass is
 counted as twice the forward. Times are the minimum over --repeats rounds after one warm-up
-(compile) run; each round runs every case of every implementation once, so the per-round
-speed-ups (median and range printed) compare runs made a few seconds apart. The host's minor
+(compile) run; the forward pass and the train step are timed in separate blocks of rounds
+(steps back to back, as in training), and each round runs every implementation once, so the
+per-round speed-ups (median and range printed) compare runs made a few seconds apart. The host's minor
 page faults during one JAX train step are counted too: XLA:CPU mallocs its buffers at every
 run, and on Linux glibc gives large freed blocks back to the kernel, so each step touches fresh pages (benchmarks/README.md, "Host memory").
 """
@@ -153,18 +154,20 @@ def torch_cases(model: D2LNet, size: int, batch: int) -> dict:
 
 
 def time_interleaved(implementations: dict, repeats: int) -> dict:
-    """Wall times of every implementation's cases, in `repeats` rounds that run each case of each
+    """Wall times of every implementation's cases. Each case has its own block of `repeats` rounds,
+    as training runs steps back to back and inference runs forward passes (JAX's step ran 10-20%
+    slower with a forward pass between steps; benchmarks/README.md); each round runs every
     implementation once, so that a slow spell of the shared machine hits all of them alike.
 
     Returns {implementation: {case: [seconds per round]}}.
     """
     times = {name: {case: [] for case in cases} for name, cases in implementations.items()}
-    for _ in range(repeats):
-        for name, cases in implementations.items():
-            for case, fn in cases.items():
+    for case in next(iter(implementations.values())):
+        for _ in range(repeats):
+            for name, cases in implementations.items():
                 time.sleep(PAUSE_S)
                 start = time.perf_counter()
-                fn()
+                cases[case]()
                 times[name][case].append(time.perf_counter() - start)
     return times
 
