@@ -26,7 +26,7 @@ import numpy as np
 
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 from benchmarks.conv_grad import timed_ms  # noqa: E402
-from benchmarks.model_speed import jax_step_fn  # noqa: E402
+from benchmarks.model_speed import jax_train_step  # noqa: E402
 from d2ljax import fastconv, model as d2l  # noqa: E402
 
 
@@ -54,13 +54,7 @@ def forward_fn(model, variables, x):
 
 def step_fn(model, variables, x):
     """model_speed's train step (L1 on out_2, backward, Adam), as a function of nothing."""
-    optimizer, step = jax_step_fn(model)
-    state = [variables["params"], optimizer.init(variables["params"])]
-
-    def train_step():
-        state[:] = step(state[0], state[1], x, x)
-        return state[0]
-    return train_step
+    return jax_train_step(model, variables["params"], x)[0]
 
 
 def breakdown(case: str, size: int, repeats: int) -> None:

@@ -91,18 +91,25 @@ def jax_step_fn(model: D2LNet):
     return optimizer, jax.jit(step, donate_argnums=(0, 1))
 
 
-def jax_cases(model: D2LNet, size: int, batch: int) -> dict:
-    """The forward pass and the train step of the JAX model, compiled and warmed up."""
-    x = jax.random.uniform(jax.random.PRNGKey(0), (batch, size, size, model.in_chn))
-    variables = jax.jit(model.init)(jax.random.PRNGKey(0), x[:1])
-    forward = jax.jit(lambda v, x: model.apply(v, x)[3])
+def jax_train_step(model: D2LNet, params, x):
+    """jax_step_fn's step on the batch (x, x), as a function of nothing that updates `state`
+    (parameters, optimizer state) in place: the step donates the previous ones. Returns both."""
     optimizer, step = jax_step_fn(model)
-    state = [variables["params"], optimizer.init(variables["params"])]
+    state = [params, optimizer.init(params)]
 
     def train_step():
         state[:] = step(state[0], state[1], x, x)
         return state[0]
 
+    return train_step, state
+
+
+def jax_cases(model: D2LNet, size: int, batch: int) -> dict:
+    """The forward pass and the train step of the JAX model, compiled and warmed up."""
+    x = jax.random.uniform(jax.random.PRNGKey(0), (batch, size, size, model.in_chn))
+    variables = jax.jit(model.init)(jax.random.PRNGKey(0), x[:1])
+    forward = jax.jit(lambda v, x: model.apply(v, x)[3])
+    train_step, state = jax_train_step(model, variables["params"], x)
     # the forward pass reads the current parameters: the train step donates the previous ones
     return {"forward_s": warmed(lambda: forward({"params": state[0]}, x)), "train_step_s": warmed(train_step)}
 
@@ -155,8 +162,8 @@ def torch_cases(model: D2LNet, size: int, batch: int) -> dict:
 
 def time_interleaved(implementations: dict, repeats: int) -> dict:
     """Wall times of every implementation's cases. Each case has its own block of `repeats` rounds,
-    as training runs steps back to back and inference runs forward passes (JAX's step ran 10-20%
-    slower with a forward pass between steps; benchmarks/README.md); each round runs every
+    as training runs steps back to back and inference runs forward passes (JAX's step ran about
+    20% slower with a forward pass between steps; benchmarks/README.md); each round runs every
     implementation once, so that a slow spell of the shared machine hits all of them alike.
 
     Returns {implementation: {case: [seconds per round]}}.
