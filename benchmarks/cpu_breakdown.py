@@ -26,7 +26,7 @@ import numpy as np
 
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 from benchmarks.conv_grad import timed_ms  # noqa: E402
-from benchmarks.model_speed import jax_train_step  # noqa: E402
+from benchmarks.model_speed import jax_forward, jax_train_step  # noqa: E402
 from d2ljax import fastconv, model as d2l  # noqa: E402
 
 
@@ -47,8 +47,8 @@ def near_free_downsample(self, x):  # replaces nn.Conv, which D2LNet uses only f
 
 
 def forward_fn(model, variables, x):
-    """The full model's forward pass, as a function of nothing (compiled at the call)."""
-    forward = jax.jit(lambda v, x: model.apply(v, x)[3])
+    """model_speed's forward pass, as a function of nothing (compiled at its first call)."""
+    forward = jax_forward(model)
     return lambda: forward(variables, x)
 
 
@@ -58,8 +58,8 @@ def step_fn(model, variables, x):
 
 
 def breakdown(case: str, size: int, repeats: int) -> None:
-    """Times `case` (forward_fn or step_fn's) for the full model, then with its 3x3 convolutions,
-    the strided 4x4 downsampling and the Fourier branches replaced in turn by near-free ops."""
+    """Times `case` ("forward": forward_fn, "step": step_fn) for the full model, then with its 3x3
+    convolutions, the strided 4x4 downsampling and the Fourier branches replaced in turn by near-free ops."""
     make = {"forward": forward_fn, "step": step_fn}[case]
     model = d2l.D2LNet(3, 64, 4)
     x = jax.random.uniform(jax.random.PRNGKey(0), (1, size, size, 3))

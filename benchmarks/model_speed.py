@@ -13,9 +13,10 @@ against spec/performance_notes.md's 358.6, which counts slightly more; the backw
 counted as twice the forward. Times are the minimum over --repeats rounds after one warm-up
 (compile) run; the forward pass and the train step are timed in separate blocks of rounds
 (steps back to back, as in training), and each round runs every implementation once, so the
-per-round speed-ups (median and range printed) compare runs made a few seconds apart. The host's minor
-page faults during one JAX train step are counted too: XLA:CPU mallocs its buffers at every
-run, and on Linux glibc gives large freed blocks back to the kernel, so each step touches fresh pages (benchmarks/README.md, "Host memory").
+per-round speed-ups (median and range printed) compare runs made a few seconds apart. The
+host's minor page faults during one JAX train step are counted too: XLA:CPU mallocs its buffers
+at every run, and on Linux glibc gives large freed blocks back to the kernel, so each step
+touches fresh pages (benchmarks/README.md, "Host memory").
 """
 from __future__ import annotations
 
@@ -91,6 +92,11 @@ def jax_step_fn(model: D2LNet):
     return optimizer, jax.jit(step, donate_argnums=(0, 1))
 
 
+def jax_forward(model: D2LNet):
+    """The compiled forward pass, returning out_2: (variables, x) -> restored image."""
+    return jax.jit(lambda v, x: model.apply(v, x)[3])
+
+
 def jax_train_step(model: D2LNet, params, x):
     """jax_step_fn's step on the batch (x, x), as a function of nothing that updates `state`
     (parameters, optimizer state) in place: the step donates the previous ones. Returns both."""
@@ -108,7 +114,7 @@ def jax_cases(model: D2LNet, size: int, batch: int) -> dict:
     """The forward pass and the train step of the JAX model, compiled and warmed up."""
     x = jax.random.uniform(jax.random.PRNGKey(0), (batch, size, size, model.in_chn))
     variables = jax.jit(model.init)(jax.random.PRNGKey(0), x[:1])
-    forward = jax.jit(lambda v, x: model.apply(v, x)[3])
+    forward = jax_forward(model)
     train_step, state = jax_train_step(model, variables["params"], x)
     # the forward pass reads the current parameters: the train step donates the previous ones
     return {"forward_s": warmed(lambda: forward({"params": state[0]}, x)), "train_step_s": warmed(train_step)}

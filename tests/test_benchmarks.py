@@ -6,7 +6,8 @@ from unittest import mock
 
 import pytest
 
-SCRIPTS = sorted(p.stem for p in (pathlib.Path(__file__).parents[1] / "benchmarks").glob("*.py") if p.stem != "__init__")
+BENCHMARKS = pathlib.Path(__file__).parents[1] / "benchmarks"
+SCRIPTS = sorted(p.stem for p in BENCHMARKS.glob("*.py") if p.stem != "__init__")
 
 
 @pytest.mark.parametrize("name", SCRIPTS)
@@ -20,10 +21,12 @@ def test_model_speed_times_each_case_in_its_own_block():
     """Forward passes back to back, then train steps back to back; implementations alternate."""
     from benchmarks import model_speed
     calls = []
-    implementations = {name: {case: (lambda n=name, c=case: calls.append((n, c))) for case in ("forward_s", "train_step_s")}
+    cases = ("forward_s", "train_step_s")
+    implementations = {name: {case: (lambda n=name, c=case: calls.append((n, c))) for case in cases}
                        for name in ("jax", "torch")}
     with mock.patch.object(model_speed, "PAUSE_S", 0):
         times = model_speed.time_interleaved(implementations, repeats=2)
-    assert calls == [("jax", "forward_s"), ("torch", "forward_s")] * 2 + [("jax", "train_step_s"), ("torch", "train_step_s")] * 2
-    assert {name: {case: len(t) for case, t in cases.items()} for name, cases in times.items()} == \
-        {name: {"forward_s": 2, "train_step_s": 2} for name in ("jax", "torch")}
+    assert calls == ([("jax", "forward_s"), ("torch", "forward_s")] * 2
+                     + [("jax", "train_step_s"), ("torch", "train_step_s")] * 2)
+    assert ({name: {case: len(t) for case, t in per_case.items()} for name, per_case in times.items()}
+            == {name: {"forward_s": 2, "train_step_s": 2} for name in ("jax", "torch")})
