@@ -5,7 +5,7 @@
 # 1. d2ljax vs the released PyTorch structure (benchmarks/torch_reference.py) on the same GPU,
 #    same run: full model (wf 64, depth 4) forward and train step, batch 1, 128 and 256 float32
 #    (TF32 convolutions, both libraries' default), 256 exact float32, 256 bfloat16 (PyTorch
-#    through autocast), and batch 8 at 256 float32 (`speed`);
+#    through autocast), batch 8 at 256 float32, and the small model (wf 16, depth 3) (`speed`);
 # 2. d2ljax's real train step (dual-domain loss, Adam, EMA) for the full model at 256x256,
 #    batch 8, float32 and bfloat16: patches/s (`train`);
 # 3. the fixtures' parity errors under JAX's default (TF32) and highest matmul precision
@@ -19,15 +19,21 @@ mkdir -p "$out"
 export PYTHONUNBUFFERED=1 XLA_PYTHON_CLIENT_MEM_FRACTION=0.5  # leave room for PyTorch
 log="$out/log.txt"
 py=${PYTHON:-python3}
-step() { echo "== $*" | tee -a "$log"; "$py" "$@" 2>&1 | tee -a "$log"; }
+step() {  # one check, cut off after STEP_TIMEOUT seconds so that the later ones still run
+  echo "== $*" | tee -a "$log"; timeout "${STEP_TIMEOUT:-150}" "$py" "$@" 2>&1 | tee -a "$log"
+}
 
 nvidia-smi --query-gpu=name,memory.total,driver_version,clocks.sm --format=csv 2>&1 | tee -a "$log"
 step -c "import jax, flax, optax, torch; print('jax', jax.__version__, jax.devices(), 'flax', flax.__version__, 'optax', optax.__version__, 'torch', torch.__version__)"
-speed() {  # d2ljax vs PyTorch, same run, same GPU
-  step benchmarks/model_speed.py --torch --models=64x4 --sizes=256,128 --repeats=10 --json="$out/speed_f32.json"
-  step benchmarks/model_speed.py --torch --models=64x4 --sizes=256 --repeats=10 --precision=highest --json="$out/speed_f32_highest.json"
-  step benchmarks/model_speed.py --torch --models=64x4 --sizes=256 --repeats=10 --dtype=bfloat16 --json="$out/speed_bf16.json"
-  step benchmarks/model_speed.py --torch --models=64x4 --sizes=256 --batch=8 --repeats=10 --json="$out/speed_f32_b8.json"
+speed() {  # d2ljax vs PyTorch, same run, same GPU; first the cases no earlier run measured
+  for args in "--sizes=256 --dtype=bfloat16 --json=$out/speed_bf16.json" \
+              "--sizes=256,128 --json=$out/speed_f32.json" \
+              "--models=16x3 --sizes=256,128 --json=$out/speed_small_f32.json" \
+              "--sizes=256 --batch=8 --json=$out/speed_f32_b8.json" \
+              "--sizes=256 --precision=highest --json=$out/speed_f32_highest.json"; do
+    # shellcheck disable=SC2086  # $args is several words
+    step benchmarks/model_speed.py --torch --models=64x4 --repeats=10 --pause=0.05 $args
+  done
 }
 parity() { step benchmarks/parity_errors.py "$@" --json="$out/parity.json"; }
 train() {  # d2ljax's own train step

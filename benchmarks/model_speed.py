@@ -69,8 +69,8 @@ def conv_gflops(model: D2LNet, height: int, width: int) -> float:
     return 2 * sum(macs) / 1e9
 
 
-# Before each timed run, so that thread pools that spin after their work settle. It did not remove the
-# slowdown of one library in a process where the other had run: use --torch-only for fair pairs.
+# Default pause before each timed run, so that thread pools that spin after their work settle. It did not
+# remove the slowdown of one library in a process where the other had run: use --torch-only for fair pairs.
 PAUSE_S = 1.0
 
 
@@ -166,7 +166,7 @@ def torch_cases(model: D2LNet, size: int, batch: int) -> dict:
     return {"forward_s": warmed(forward), "train_step_s": warmed(train_step)}
 
 
-def time_interleaved(implementations: dict, repeats: int) -> dict:
+def time_interleaved(implementations: dict, repeats: int, pause_s: float = PAUSE_S) -> dict:
     """Wall times of every implementation's cases. Each case has its own block of `repeats` rounds,
     as training runs steps back to back and inference runs forward passes (JAX's step ran about
     20% slower with a forward pass between steps; benchmarks/README.md); each round runs every
@@ -178,7 +178,7 @@ def time_interleaved(implementations: dict, repeats: int) -> dict:
     for case in next(iter(implementations.values())):
         for _ in range(repeats):
             for name, cases in implementations.items():
-                time.sleep(PAUSE_S)
+                time.sleep(pause_s)
                 start = time.perf_counter()
                 cases[case]()
                 times[name][case].append(time.perf_counter() - start)
@@ -212,6 +212,8 @@ def main():
     parser.add_argument("--precision", default="default", choices=["default", "highest"],
                         help="float32 matmul/convolution precision: on GPUs 'default' lets both JAX and "
                              "PyTorch's convolutions use TF32, 'highest' makes both exact float32")
+    parser.add_argument("--pause", type=float, default=PAUSE_S,
+                        help="seconds to wait before each timed run (on a GPU, where a run takes milliseconds, 0.05)")
     parser.add_argument("--json", default=None, help="write the figures to this file")
     args = parser.parse_args()
     jax.config.update("jax_default_matmul_precision", args.precision)
@@ -238,7 +240,7 @@ def main():
             row = {"wf": wf, "depth": depth, "size": size, "batch": args.batch, "dtype": args.dtype,
                    "device": jax.devices()[0].device_kind, "precision": args.precision,
                    "forward_gflops": conv_gflops(model, size, size) * args.batch,
-                   **summarise(time_interleaved(implementations, args.repeats))}
+                   **summarise(time_interleaved(implementations, args.repeats, args.pause))}
             if "jax" in implementations:
                 row["jax"]["train_step_page_faults"] = page_faults(implementations["jax"]["train_step_s"])
             rows.append(row)

@@ -78,7 +78,8 @@ class FFTConvBlock(nn.Module):
             # .float(): under bfloat16 autocast the FFT runs in float32 (no bfloat16 FFT), as in d2ljax
             spec = _real_bins_exact(torch.fft.fft2(x_res.float()), x_res.shape[-1])
             amp, pha = torch.abs(spec), torch.angle(spec)
-            edit = lambda m: self.conv_fft_2(self.relu(self.conv_fft_1(m)))
+            # .float() again: autocast's convolutions give bfloat16, which torch.polar refuses
+            edit = lambda m: self.conv_fft_2(self.relu(self.conv_fft_1(m))).float()
             if self.mode == "phase":
                 pha = edit(pha)
             else:

@@ -2,7 +2,6 @@
 what their docstrings say."""
 import importlib
 import pathlib
-from unittest import mock
 
 import pytest
 
@@ -24,8 +23,7 @@ def test_model_speed_times_each_case_in_its_own_block():
     cases = ("forward_s", "train_step_s")
     implementations = {name: {case: (lambda n=name, c=case: calls.append((n, c))) for case in cases}
                        for name in ("jax", "torch")}
-    with mock.patch.object(model_speed, "PAUSE_S", 0):
-        times = model_speed.time_interleaved(implementations, repeats=2)
+    times = model_speed.time_interleaved(implementations, repeats=2, pause_s=0)
     assert calls == ([("jax", "forward_s"), ("torch", "forward_s")] * 2
                      + [("jax", "train_step_s"), ("torch", "train_step_s")] * 2)
     assert ({name: {case: len(t) for case, t in per_case.items()} for name, per_case in times.items()}
