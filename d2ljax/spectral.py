@@ -22,6 +22,8 @@ import jax.numpy as jnp
 import numpy as np
 from jax import lax
 
+from d2ljax import fastmath
+
 AXES = (-2, -1)
 
 
@@ -93,10 +95,9 @@ def amplitude(z: jnp.ndarray) -> jnp.ndarray:
 
 
 def phase(z: jnp.ndarray) -> jnp.ndarray:
-    """angle(z) in (-pi, pi], equal to `jnp.angle`, with a zero (not NaN) gradient where z == 0."""
-    nz = _nonzero(z)
-    return jnp.where(nz, jnp.angle(jnp.where(nz, z, jnp.ones((), z.dtype))),
-                     jnp.angle(lax.stop_gradient(z)))
+    """angle(z) in [-pi, pi], equal to `jnp.angle` (signed zeros included), with a zero (not
+    NaN) gradient where z == 0; vectorised in float32 (`fastmath.atan2`)."""
+    return fastmath.atan2(z.imag, z.real)
 
 
 def unit_phasor(z: jnp.ndarray) -> jnp.ndarray:
@@ -108,8 +109,9 @@ def unit_phasor(z: jnp.ndarray) -> jnp.ndarray:
 
 
 def from_polar(amp: jnp.ndarray, pha: jnp.ndarray) -> jnp.ndarray:
-    """amp * exp(i pha) as a complex array."""
-    return lax.complex(amp * jnp.cos(pha), amp * jnp.sin(pha))
+    """amp * exp(i pha) as a complex array (`fastmath.sincos`: vectorised in float32)."""
+    sin, cos = fastmath.sincos(pha)
+    return lax.complex(amp * cos, amp * sin)
 
 
 def _at_least_float32(x: jnp.ndarray) -> jnp.ndarray:
