@@ -63,15 +63,17 @@ def mirror(m: jnp.ndarray, width: int, odd: bool) -> jnp.ndarray:
     For the columns strictly inside the half spectrum, -k lies in the missing half, where a
     real input's spectrum is the conjugate: its amplitude is m and its phase -m (`odd`).
     Columns 0 and W/2 (W even) mirror onto themselves with the row index negated, so their
-    actual values are read there (this keeps the exactly-real bins at phase 0 or pi).
+    actual values are read there (this keeps the exactly-real bins at phase 0 or pi). Only
+    those columns are flipped (a whole flipped copy and a select made the phase branch's
+    backward pass 10-15% slower on XLA:CPU).
     """
-    inside = -m if odd else m
-    flipped = jnp.roll(jnp.flip(m, axis=-2), 1, axis=-2)  # row r -> row (-r) mod H
-    edge = np.zeros(m.shape[-1], bool)
-    edge[0] = True  # (also the only column when W is 1 or 2)
+    def rows_negated(column):  # row r -> row (-r) mod H
+        return jnp.roll(jnp.flip(column, axis=-2), 1, axis=-2)
+
+    out = (-m if odd else m).at[..., :1].set(rows_negated(m[..., :1]))
     if width % 2 == 0:
-        edge[-1] = True
-    return jnp.where(edge, flipped, inside)
+        out = out.at[..., -1:].set(rows_negated(m[..., -1:]))
+    return out
 
 
 def ifft2_real_of_onesided(y: jnp.ndarray, y_mirror: jnp.ndarray, height: int, width: int) -> jnp.ndarray:
