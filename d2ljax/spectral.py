@@ -9,7 +9,8 @@ traps (see spec/architecture.md, "Numerical care") are handled here once for eve
   phase convolutions turn that 2*pi jump into visible output differences. We set their
   imaginary part to exactly +0, so their phase is exactly 0 or +pi.
 * `jnp.abs` and `jnp.angle` have NaN gradients at 0, which constant or all-zero feature
-  maps produce. `amplitude` and `phase` return the same values but zero gradients there.
+  maps produce. `amplitude` and `phase` return their values (phase to float32 rounding:
+  `fastmath`) but zero gradients there.
 
 All functions transform over the last two axes (..., H, W): channels-first is the layout in
 which XLA's FFTs need no transposes (spec/performance_notes.md).
@@ -97,8 +98,8 @@ def amplitude(z: jnp.ndarray) -> jnp.ndarray:
 
 
 def phase(z: jnp.ndarray) -> jnp.ndarray:
-    """angle(z) in [-pi, pi], equal to `jnp.angle` (signed zeros included), with a zero (not
-    NaN) gradient where z == 0; vectorised in float32 (`fastmath.atan2`)."""
+    """angle(z) in [-pi, pi]: `jnp.angle` to float32 rounding (exactly at 0, +-pi/2 and +-pi,
+    signed zeros included), with a zero (not NaN) gradient where z == 0 (`fastmath.atan2`)."""
     return fastmath.atan2(z.imag, z.real)
 
 
