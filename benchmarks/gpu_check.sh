@@ -26,13 +26,13 @@ step() {  # one check, cut off after STEP_TIMEOUT seconds so that the later ones
 nvidia-smi --query-gpu=name,memory.total,driver_version,clocks.sm --format=csv 2>&1 | tee -a "$log"
 step -c "import jax, flax, optax, torch; print('jax', jax.__version__, jax.devices(), 'flax', flax.__version__, 'optax', optax.__version__, 'torch', torch.__version__)"
 speed() {  # d2ljax vs PyTorch, same run, same GPU; first the cases no earlier run measured
-  for args in "--sizes=256 --dtype=bfloat16 --json=$out/speed_bf16.json" \
-              "--sizes=256,128 --json=$out/speed_f32.json" \
+  for args in "--models=64x4 --sizes=256 --dtype=bfloat16 --json=$out/speed_bf16.json" \
+              "--models=64x4 --sizes=256,128 --json=$out/speed_f32.json" \
               "--models=16x3 --sizes=256,128 --json=$out/speed_small_f32.json" \
-              "--sizes=256 --batch=8 --json=$out/speed_f32_b8.json" \
-              "--sizes=256 --precision=highest --json=$out/speed_f32_highest.json"; do
+              "--models=64x4 --sizes=256 --batch=8 --json=$out/speed_f32_b8.json" \
+              "--models=64x4 --sizes=256 --precision=highest --json=$out/speed_f32_highest.json"; do
     # shellcheck disable=SC2086  # $args is several words
-    step benchmarks/model_speed.py --torch --models=64x4 --repeats=10 --pause=0.05 $args
+    step benchmarks/model_speed.py --torch --repeats=10 --pause=0.05 $args
   done
 }
 parity() { step benchmarks/parity_errors.py "$@" --json="$out/parity.json"; }

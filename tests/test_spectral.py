@@ -36,9 +36,9 @@ def test_forward_equals_jnp_and_gradients_finite():
     z = jnp.array([0 + 0j, 3 + 4j, -2 + 0j, 0 - 1j, 1e-3 + 1e-3j], jnp.complex64)
     np.testing.assert_array_equal(spectral.amplitude(z), jnp.abs(z))
     # phase is fastmath.atan2: within float32 rounding of jnp.angle, exact at multiples of pi/2
-    np.testing.assert_allclose(spectral.phase(z), jnp.angle(z), rtol=3e-7, atol=0)
-    np.testing.assert_array_equal(spectral.phase(z)[:4:2], jnp.angle(z)[:4:2])
-    np.testing.assert_array_equal(spectral.phase(z)[3], jnp.angle(z)[3])
+    phase, angle = np.asarray(spectral.phase(z)), np.asarray(jnp.angle(z))
+    np.testing.assert_allclose(phase, angle, rtol=3e-7, atol=0)
+    np.testing.assert_array_equal(phase[[0, 2, 3]], angle[[0, 2, 3]])
     re, im = jnp.real(z), jnp.imag(z)
     g_amp = jax.grad(lambda r, i: spectral.amplitude(jax.lax.complex(r, i)).sum(), argnums=(0, 1))(re, im)
     g_pha = jax.grad(lambda r, i: spectral.phase(jax.lax.complex(r, i)).sum(), argnums=(0, 1))(re, im)
