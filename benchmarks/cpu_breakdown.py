@@ -2,8 +2,9 @@
 
     python benchmarks/cpu_breakdown.py               # all four parts, 128x128
     python benchmarks/cpu_breakdown.py --parts=forward,step --size=256
+    python benchmarks/cpu_breakdown.py --parts=forward --model=16x3   # the small model
 
-- forward, step: the full model's forward (or model_speed's train step), then again with its 3x3
+- forward, step: the model's (default the full one, wf 64 and depth 4) forward (or model_speed's train step), then again with its 3x3
   convolutions, the strided 4x4 downsampling and the Fourier branches replaced in turn by
   near-free ops of the same shape;
 - chain: ten chained 64-channel 3x3 convolutions, XLA against PyTorch (needs torch), GFLOP/s;
@@ -57,11 +58,12 @@ def step_fn(model, variables, x):
     return jax_train_step(model, variables["params"], x)[0]
 
 
-def breakdown(case: str, size: int, repeats: int) -> None:
-    """Times `case` ("forward": forward_fn, "step": step_fn) for the full model, then with its 3x3
-    convolutions, the strided 4x4 downsampling and the Fourier branches replaced in turn by near-free ops."""
+def breakdown(case: str, size: int, repeats: int, wf: int = 64, depth: int = 4) -> None:
+    """Times `case` ("forward": forward_fn, "step": step_fn) for the RGB model of width wf and depth `depth`,
+    then with its 3x3 convolutions, the strided 4x4 downsampling and the Fourier branches replaced in turn by
+    near-free ops."""
     make = {"forward": forward_fn, "step": step_fn}[case]
-    model = d2l.D2LNet(3, 64, 4)
+    model = d2l.D2LNet(3, wf, depth)
     x = jax.random.uniform(jax.random.PRNGKey(0), (1, size, size, 3))
     variables = jax.jit(model.init)(jax.random.PRNGKey(0), x)
 
@@ -75,7 +77,7 @@ def breakdown(case: str, size: int, repeats: int) -> None:
             no_down = seconds()
             with mock.patch.object(d2l, "fourier_branch", lambda x_res, mode, edit: x_res):
                 rest = seconds()
-    print(f"{case} {size}x{size}: {full:.3f} s; 3x3 convolutions {full - no_3x3:.3f} s "
+    print(f"{case} {size}x{size}, wf {wf} depth {depth}: {full:.3f} s; 3x3 convolutions {full - no_3x3:.3f} s "
           f"({(full - no_3x3) / full:.0%}), 4x4 downsampling {no_3x3 - no_down:.3f} s, Fourier branches "
           f"{no_down - rest:.3f} s ({(no_down - rest) / full:.0%}), the rest {rest:.3f} s", flush=True)
 
@@ -132,8 +134,11 @@ def main():
     parser.add_argument("--parts", default="forward,step,chain,patches")
     parser.add_argument("--size", type=int, default=128)
     parser.add_argument("--repeats", type=int, default=5)
+    parser.add_argument("--model", default="64x4", help="WFxDEPTH of the forward and step parts")
     args = parser.parse_args()
-    parts = {"forward": functools.partial(breakdown, "forward"), "step": functools.partial(breakdown, "step"),
+    wf, depth = map(int, args.model.split("x"))
+    parts = {"forward": functools.partial(breakdown, "forward", wf=wf, depth=depth),
+             "step": functools.partial(breakdown, "step", wf=wf, depth=depth),
              "chain": chain, "patches": patches}
     for name in args.parts.split(","):
         parts[name](args.size, args.repeats)

@@ -11,7 +11,14 @@ benchmarks/README.md). On the CPU only, `conv3x3` computes them as matrix produc
   kernel) use it where maps and channels are large enough (`cpu_conv`); the weight gradient,
   the gradient of this form with respect to the kernel, on most even maps (`cpu_weight_grad`);
 - im2col for the weight gradient on small maps: the 9 shifted views of the input stacked, one
-  matrix product over the pixels.
+  matrix product over the pixels;
+- few channels on one side (the image's own convolutions, the 3-channel outputs, the 2 -> 1
+  attention maps), where XLA:CPU's convolution runs 3-15x slower per multiplication than at
+  16 channels and more: shift the narrow side. Few inputs: the 9 x C_in shifted input channels
+  times their weights, summed elementwise (`conv_taps`); few outputs: one matrix product into
+  the 9 x C_out per-tap outputs, then their 9 shifted views summed (`conv_project`), and the
+  weight gradient from the 9 shifted views of the narrow output gradient
+  (`weight_grad_few_outputs`).
 
 Elsewhere XLA's own. All forms equal XLA's in exact arithmetic (float64 to 1e-12); in float32
 their errors against float64 are no larger than XLA's own (tests/test_fastconv.py).
@@ -28,6 +35,7 @@ SMALL_MAP = 64  # pixels per batch at or below which im2col's weight gradient is
 ODD_MAP = 256  # ...and for odd sizes (no Winograd form) up to this many; XLA's above
 FEW_INPUTS = 4  # input channels at or below which XLA's own gradient is fastest on maps...
 FEW_INPUTS_MAP = 256 * 256  # ...below this many pixels; im2col's from there (the image's own convolution)
+FEW_CHANNELS_ONE_SIDE = 4  # input (output) channels at or below which conv_taps (conv_project) is fastest
 FEW_CHANNELS = 16  # input channels at or below which XLA's weight gradient wins for batches...
 BATCHED_MAP = 32 * 32  # ...of maps above this many pixels
 WINOGRAD_CHANNELS = 64  # input and output channels from which Winograd's forward form beats XLA:CPU's...
@@ -60,6 +68,40 @@ def weight_grad_im2col(x: jnp.ndarray, dy: jnp.ndarray) -> jnp.ndarray:
     dy_t = dy.transpose(3, 0, 1, 2).reshape(dy.shape[-1], -1)
     g = jnp.einsum("mp,op->mo", patches.reshape(c * 9, -1), dy_t)
     return g.reshape(c, 3, 3, -1).transpose(1, 2, 0, 3)
+
+
+def _shifted(x: jnp.ndarray, flipped: bool = False) -> list:
+    """The 9 views of x zero-padded by one pixel that a 3x3 kernel's taps (i, j) see, row-major, at x's
+    size: x_pad[p + (i, j)], or x_pad[p - (i, j) + 2] when `flipped` (the views a weight gradient pairs
+    with x)."""
+    n, h, w, _ = x.shape
+    xp = jnp.pad(x, ((0, 0), (1, 1), (1, 1), (0, 0)))
+    starts = (2, 1, 0) if flipped else (0, 1, 2)
+    return [xp[:, i:i + h, j:j + w] for i in starts for j in starts]
+
+
+def conv_taps(x: jnp.ndarray, kernel: jnp.ndarray) -> jnp.ndarray:
+    """`conv` for few input channels: the sum of 9 x C_in shifted input channels times their kernel rows,
+    one elementwise fusion (3 -> 16 channels at 256x256: 0.6 ms against XLA's 2.0; benchmarks/README.md)."""
+    c = x.shape[-1]
+    return sum(view[..., i:i + 1] * kernel[t // 3, t % 3, i] for t, view in enumerate(_shifted(x)) for i in range(c))
+
+
+def conv_project(x: jnp.ndarray, kernel: jnp.ndarray) -> jnp.ndarray:
+    """`conv` for few output channels: one matrix product into the 9 x C_out outputs of the kernel's taps,
+    then the 9 shifted views summed (16 -> 3 channels at 256x256: 0.9 ms against XLA's 4.0)."""
+    c, o = kernel.shape[2:]
+    z = x @ kernel.transpose(2, 0, 1, 3).reshape(c, 9 * o)  # (N, H, W, 9 C_out), tap-major
+    return sum(view[..., t * o:(t + 1) * o] for t, view in enumerate(_shifted(z)))
+
+
+def weight_grad_few_outputs(x: jnp.ndarray, dy: jnp.ndarray) -> jnp.ndarray:
+    """The weight gradient for few output channels: dW[i, j] = sum over pixels p of x[p] dy_pad[p - (i, j) + 2],
+    one (C_in, P) x (P, 9 C_out) product over the narrow output gradient's shifted views (64 -> 3
+    channels at 256x256: 5.5 ms against Winograd's 20, XLA's 77)."""
+    c, o = x.shape[-1], dy.shape[-1]
+    views = jnp.concatenate(_shifted(dy, flipped=True), -1).reshape(-1, 9 * o)
+    return (x.reshape(-1, c).T @ views).reshape(c, 3, 3, o).transpose(1, 2, 0, 3)
 
 
 def _b_transpose(d):
@@ -151,14 +193,17 @@ def _wide(form):
 def cpu_weight_grad(x: jnp.ndarray, dy: jnp.ndarray) -> jnp.ndarray:
     """The fastest of the three forms on XLA:CPU for this shape (benchmarks/conv_grad.py).
 
-    Winograd's on even maps; im2col's on tiny maps and small odd ones; XLA's own on larger odd
-    maps, for 16-channel batches of maps above 32x32 (16 maps of 64x64: XLA 7-8 ms, Winograd
-    11-13), and for the image's own convolution (<= 4 input channels) below 256x256 pixels.
+    Winograd's on even maps; im2col's on tiny maps and small odd ones; `weight_grad_few_outputs` for
+    few output channels; XLA's own on larger odd maps, for 16-channel batches of maps above 32x32
+    (16 maps of 64x64: XLA 7-8 ms, Winograd 11-13), and for the image's own convolution (<= 4 input
+    channels) below 256x256 pixels.
     """
     n, h, w, c = x.shape
     odd, pixels = h % 2 or w % 2, n * h * w
     if c <= FEW_INPUTS:
         return _wide(weight_grad_im2col)(x, dy) if h * w >= FEW_INPUTS_MAP else weight_grad_xla(x, dy)
+    if dy.shape[-1] <= FEW_CHANNELS_ONE_SIDE:
+        return _wide(weight_grad_few_outputs)(x, dy)
     if pixels <= SMALL_MAP or (odd and pixels <= ODD_MAP):
         return _wide(weight_grad_im2col)(x, dy)
     if odd or (n > 1 and h * w > BATCHED_MAP and c <= FEW_CHANNELS):
@@ -182,7 +227,18 @@ def winograd_pays(x: jnp.ndarray, kernel: jnp.ndarray) -> bool:
 
 
 def cpu_conv(x: jnp.ndarray, kernel: jnp.ndarray) -> jnp.ndarray:
-    """`conv`: Winograd's form where it pays, else XLA's."""
+    """`conv`: `conv_taps` for few input channels, `conv_project` for few output channels, Winograd's form
+    where it pays, else XLA's.
+
+    Not `conv_taps` into Winograd-wide outputs (3 -> 64 channels): XLA:CPU fused those 27 products into the
+    loop of a Winograd convolution's output transform (sam12), one 59 ms fusion in the full model's
+    256x256 forward where the taps alone take 1.9 ms.
+    """
+    c_in, c_out = kernel.shape[2:]
+    if c_in <= FEW_CHANNELS_ONE_SIDE and c_out < WINOGRAD_CHANNELS:
+        return _wide(conv_taps)(x, kernel)
+    if c_out <= FEW_CHANNELS_ONE_SIDE:
+        return _wide(conv_project)(x, kernel)
     return conv_winograd(x, kernel) if winograd_pays(x, kernel) else conv(x, kernel)
 
 
@@ -193,8 +249,9 @@ def input_grad_kernel(kernel: jnp.ndarray) -> jnp.ndarray:
 
 
 def cpu_input_grad(dy: jnp.ndarray, kernel: jnp.ndarray) -> jnp.ndarray:
-    """The input gradient, `conv(dy, input_grad_kernel(kernel))`: Winograd's form where it pays."""
-    return conv_winograd(dy, kernel, input_grad=True) if winograd_pays(dy, kernel) else conv(dy, input_grad_kernel(kernel))
+    """The input gradient, `conv(dy, input_grad_kernel(kernel))`, in `cpu_conv`'s forms (Winograd's without
+    forming that kernel)."""
+    return conv_winograd(dy, kernel, input_grad=True) if winograd_pays(dy, kernel) else cpu_conv(dy, input_grad_kernel(kernel))
 
 
 def _forward(x, kernel):

@@ -9,16 +9,18 @@ import pytest
 from d2ljax import fastconv
 from d2ljax.model import Conv3x3
 
-# (N, H, W, C_in, C_out) reaching each branch of cpu_weight_grad
+# (N, H, W, C_in, C_out) reaching each branch of cpu_weight_grad (and cpu_conv's few-channel forms)
 SHAPES = {
     "few inputs (XLA)": (1, 6, 10, 3, 7),
     "few inputs, large map (im2col)": (1, 256, 256, 2, 3),
+    "few outputs": (2, 12, 10, 8, 3),
+    "few outputs, odd map": (1, 9, 11, 20, 1),
     "small map (im2col)": (1, 8, 8, 8, 5),
     "small odd map (im2col)": (1, 9, 11, 8, 6),
     "even map (Winograd)": (2, 8, 6, 8, 6),
     "odd map (XLA)": (1, 17, 21, 8, 6),
-    "batch of larger maps, few channels (XLA)": (2, 34, 34, 8, 4),
-    "batch of larger maps (Winograd)": (2, 34, 34, 24, 4),
+    "batch of larger maps, few channels (XLA)": (2, 34, 34, 8, 6),
+    "batch of larger maps (Winograd)": (2, 34, 34, 24, 6),
 }
 
 
@@ -36,21 +38,21 @@ def relative(a, b):
 
 
 @pytest.mark.parametrize("shape", SHAPES.values(), ids=SHAPES.keys())
-def test_conv3x3_gradients_equal_xla_float32(shape):
+def test_conv3x3_and_gradients_equal_xla_float32(shape):
     n, h, w, c_in, c_out = shape
     x, kernel = random((n, h, w, c_in), jnp.float32, 0), random((3, 3, c_in, c_out), jnp.float32, 1)
-    assert jnp.array_equal(fastconv.conv3x3(x, kernel), fastconv.conv(x, kernel))
+    assert relative(fastconv.conv3x3(x, kernel), fastconv.conv(x, kernel)) < 3e-6
     (dx, dw), (dx_ref, dw_ref) = grads(fastconv.conv3x3, x, kernel), grads(fastconv.conv, x, kernel)
-    assert relative(dx, dx_ref) < 1e-6
+    assert relative(dx, dx_ref) < 3e-6
     assert relative(dw, dw_ref) < 1e-5
 
 
-@pytest.mark.parametrize("shape", [(1, 64, 64, 64, 64), (2, 64, 66, 64, 80)], ids=["one map", "batch"])
-def test_winograd_convolution_as_accurate_as_xla(shape):
-    """Where fastconv runs the forward pass and the input gradient in Winograd's form, their
-    float32 errors against a float64 computation are no larger than XLA's own float32 errors."""
+@pytest.mark.parametrize("shape", [(1, 64, 64, 64, 64), (2, 64, 66, 64, 80), (1, 40, 30, 3, 16), (2, 30, 40, 16, 3)],
+                         ids=["Winograd, one map", "Winograd, batch", "few inputs", "few outputs"])
+def test_fast_forms_as_accurate_as_xla(shape):
+    """Where fastconv runs the forward pass and the input gradient in its own forms (Winograd's, the
+    few-channel ones), their float32 errors against a float64 computation are no larger than XLA's own."""
     n, h, w, c_in, c_out = shape
-    assert n * h * w * min(c_in, c_out) >= fastconv.WINOGRAD_WORK and min(c_in, c_out) >= fastconv.WINOGRAD_CHANNELS
     with jax.enable_x64(True):
         x, kernel = random((n, h, w, c_in), jnp.float64, 7), random((3, 3, c_in, c_out), jnp.float64, 8)
         truth = (fastconv.conv(x, kernel),) + grads(fastconv.conv, x, kernel)
@@ -59,21 +61,23 @@ def test_winograd_convolution_as_accurate_as_xla(shape):
         for name, fn in (("fast", fastconv.conv3x3), ("xla", fastconv.conv)):
             got = (fn(x, kernel),) + grads(fn, x, kernel)
             errors[name] = np.array([relative(a, b) for a, b in zip(got, truth)])
-    assert not jnp.array_equal(fastconv.conv3x3(x, kernel), fastconv.conv(x, kernel))  # Winograd ran
+    assert not jnp.array_equal(fastconv.conv3x3(x, kernel), fastconv.conv(x, kernel))  # a form of fastconv's ran
     assert (errors["fast"] <= 1.5 * errors["xla"] + 1e-7).all(), errors
 
 
-@pytest.mark.parametrize("form", [fastconv.weight_grad_im2col, fastconv.weight_grad_winograd])
+@pytest.mark.parametrize("form", [fastconv.weight_grad_im2col, fastconv.weight_grad_winograd,
+                                  fastconv.weight_grad_few_outputs])
 def test_weight_gradient_forms_are_exact_in_float64(form):
     with jax.enable_x64(True):
         x, dy = random((2, 10, 14, 6), jnp.float64, 2), random((2, 10, 14, 4), jnp.float64, 3)
         assert relative(form(x, dy), fastconv.weight_grad_xla(x, dy)) < 1e-12
 
 
-def test_winograd_forward_is_exact_in_float64():
+@pytest.mark.parametrize("form", [fastconv.conv_winograd, fastconv.conv_taps, fastconv.conv_project])
+def test_forward_forms_are_exact_in_float64(form):
     with jax.enable_x64(True):
         x, kernel = random((2, 10, 14, 6), jnp.float64, 2), random((3, 3, 6, 4), jnp.float64, 3)
-        assert relative(fastconv.conv_winograd(x, kernel), fastconv.conv(x, kernel)) < 1e-12
+        assert relative(form(x, kernel), fastconv.conv(x, kernel)) < 1e-12
 
 
 def test_bfloat16_weight_gradient_close_to_float32():
