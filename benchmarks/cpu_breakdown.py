@@ -4,9 +4,9 @@
     python benchmarks/cpu_breakdown.py --parts=forward,step --size=256
     python benchmarks/cpu_breakdown.py --parts=forward --model=16x3   # the small model
 
-- forward, step: the model's (default the full one, wf 64 and depth 4) forward (or model_speed's train step), then again with its 3x3
-  convolutions, the strided 4x4 downsampling and the Fourier branches replaced in turn by
-  near-free ops of the same shape;
+- forward, step: the model's forward (or model_speed's train step; `--model`, default the full
+  one, wf 64 and depth 4), then again with its 3x3 convolutions, the strided 4x4 downsampling
+  and the Fourier branches replaced in turn by near-free ops of the same shape;
 - chain: ten chained 64-channel 3x3 convolutions, XLA against PyTorch (needs torch), GFLOP/s;
 - patches: the 64-channel weight gradient at the model's largest size, XLA's own against the
   pieces an im2col form would need (the slices, one matrix of them, its matrix product) and

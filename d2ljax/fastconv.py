@@ -251,7 +251,9 @@ def input_grad_kernel(kernel: jnp.ndarray) -> jnp.ndarray:
 def cpu_input_grad(dy: jnp.ndarray, kernel: jnp.ndarray) -> jnp.ndarray:
     """The input gradient, `conv(dy, input_grad_kernel(kernel))`, in `cpu_conv`'s forms (Winograd's without
     forming that kernel)."""
-    return conv_winograd(dy, kernel, input_grad=True) if winograd_pays(dy, kernel) else cpu_conv(dy, input_grad_kernel(kernel))
+    if winograd_pays(dy, kernel):
+        return conv_winograd(dy, kernel, input_grad=True)
+    return cpu_conv(dy, input_grad_kernel(kernel))
 
 
 def _forward(x, kernel):

@@ -13,6 +13,7 @@ from d2ljax.model import Conv3x3
 SHAPES = {
     "few inputs (XLA)": (1, 6, 10, 3, 7),
     "few inputs, large map (im2col)": (1, 256, 256, 2, 3),
+    "few inputs, wide outputs (XLA's forward)": (1, 6, 10, 3, 64),
     "few outputs": (2, 12, 10, 8, 3),
     "few outputs, odd map": (1, 9, 11, 20, 1),
     "small map (im2col)": (1, 8, 8, 8, 5),
