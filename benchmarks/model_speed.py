@@ -28,7 +28,6 @@ import sys
 import time
 from unittest import mock
 
-import flax.linen as nn
 import jax
 import jax.numpy as jnp
 import numpy as np
@@ -36,37 +35,12 @@ import optax
 
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 from d2ljax import fastconv  # noqa: E402
-from d2ljax.model import D2LNet, UpConv2x2  # noqa: E402
+from d2ljax.model import D2LNet, forward_flops  # noqa: E402
 
 
 def conv_gflops(model: D2LNet, height: int, width: int) -> float:
-    """Convolution FLOPs of one forward pass (2 per multiply-add), counted from the parameters.
-
-    Each conv kernel (kh, kw, in, out) costs kh*kw*in*out multiply-adds per output pixel;
-    the resolutions are read off a shape-only trace of the model.
-    """
-    macs = []
-
-    def interceptor(next_fun, args, kwargs, context):
-        out = next_fun(*args, **kwargs)
-        module = context.module
-        params = module.variables.get("params", {})
-        if context.method_name == "__call__" and "kernel" in params:
-            kernel = params["kernel"]
-            if isinstance(module, UpConv2x2):  # applied once per *input* pixel
-                pixels = int(np.prod(args[0].shape[:-1]))
-            elif getattr(module, "channels_first", False):  # (N, C, ...) spectrum
-                pixels = out.shape[0] * int(np.prod(out.shape[2:]))
-            else:
-                pixels = int(np.prod(out.shape[:-1]))
-            macs.append(int(np.prod(kernel.shape)) * pixels)
-        return out
-
-    x = jnp.zeros((1, height, width, model.in_chn))
-    variables = jax.eval_shape(model.init, jax.random.PRNGKey(0), x)
-    with nn.intercept_methods(interceptor):
-        jax.eval_shape(model.apply, variables, x)
-    return 2 * sum(macs) / 1e9
+    """Convolution GFLOPs of one forward pass (d2ljax.model.forward_flops)."""
+    return forward_flops(model, height, width) / 1e9
 
 
 # Default pause before each timed run, so that thread pools that spin after their work settle. It did not

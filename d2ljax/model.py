@@ -9,6 +9,7 @@ of the convolutions (FFTs always run in at least float32).
 from __future__ import annotations
 
 import functools
+import math
 from typing import Any, Optional
 
 import flax.linen as nn
@@ -376,6 +377,37 @@ def pad_to_multiple(x: jnp.ndarray, multiple: int) -> jnp.ndarray:
     if pad_h == 0 and pad_w == 0:
         return x
     return jnp.pad(x, ((0, 0), (0, pad_h), (0, pad_w), (0, 0)), mode="reflect")
+
+
+def forward_flops(model: D2LNet, height: int, width: int) -> int:
+    """FLOPs of one forward pass on an H x W image (2 per multiply-add), convolutions only.
+
+    Every convolution counts: 3x3, the 1x1 ones on the spectrum and the 2x2 up-convolutions;
+    each kernel (kh, kw, in, out) costs kh*kw*in*out multiply-adds per output pixel, at the
+    resolutions read off a shape-only trace. The rest (FFTs, activations) is a few percent.
+    A training step is about 3 times this (forward, and a backward of twice its cost).
+    """
+    macs = []
+
+    def count(next_fun, args, kwargs, context):
+        out = next_fun(*args, **kwargs)
+        module = context.module
+        params = module.variables.get("params", {})
+        if context.method_name == "__call__" and "kernel" in params:
+            if isinstance(module, UpConv2x2):  # applied once per *input* pixel
+                pixels = math.prod(args[0].shape[:-1])
+            elif getattr(module, "channels_first", False):  # (N, C, ...) spectrum
+                pixels = out.shape[0] * math.prod(out.shape[2:])
+            else:
+                pixels = math.prod(out.shape[:-1])
+            macs.append(math.prod(params["kernel"].shape) * pixels)
+        return out
+
+    x = jax.ShapeDtypeStruct((1, height, width, model.in_chn), jnp.float32)
+    variables = jax.eval_shape(model.init, jax.random.PRNGKey(0), x)
+    with nn.intercept_methods(count):
+        jax.eval_shape(model.apply, variables, x)
+    return 2 * sum(macs)
 
 
 def count_params(variables) -> int:
