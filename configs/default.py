@@ -12,11 +12,16 @@ Variants import this and override a few fields; the argument after ':' is the mo
 import ml_collections
 from ml_collections import config_dict
 
+from d2ljax.samples import default_pipeline
+
 
 def get_config(arg: str = "") -> ml_collections.ConfigDict:
     config = ml_collections.ConfigDict()
 
-    # ---- data (d2ljax.data.make_dataset)
+    # ---- data (d2ljax.samples.Recipe; d2ljax.data or d2ljax.grain_data make the batches)
+    config.input_pipeline = default_pipeline()  # 'tf.data' (the reference; default when TensorFlow
+    # is installed) or 'grain' (no TensorFlow): the same batches, bit for bit
+    config.data_workers = -1  # grain: worker processes (-1: one per core but one, 0 below 4 cores)
     # Training images: comma-separated files, folders or globs, or "tfds:NAME" (e.g.
     # "tfds:div2k/bicubic_x2" with tfds_image_key="hr"); "" for the 4 photos shipped with d2ljax.
     config.train_data = "data/DIV2K_train_HR,data/Flickr2K_HR"
@@ -52,16 +57,21 @@ def get_config(arg: str = "") -> ml_collections.ConfigDict:
     config.b1 = 0.9
     config.b2 = 0.999
     config.eps = 1e-8
-    config.schedule = "cosine"  # 'cosine' (warmup, then cosine decay) or 'constant' (warmup, then flat)
+    config.schedule = "cosine"  # 'cosine' (warmup, then cosine decay to num_train_steps), 'constant'
+    # (warmup, then flat) or 'budget' (warmup, flat, then cosine decay ending with time_budget_s)
     config.warmup_steps = 1000  # linear warmup from 0
     config.final_lr_fraction = 0.01  # cosine ends at this fraction of the peak
     config.grad_clip_norm = 0.0  # clip the global gradient norm to this (0: off)
     config.ema_decay = 0.999  # EMA of the parameters, used for validation and export (0: off)
     config.num_train_steps = 200_000
+    config.time_budget_s = 0.0  # stop after the step that crosses this wall-clock budget, save,
+    # validate and exit 0; rerunning resumes (0: no budget)
+    config.budget_decay_fraction = 0.2  # 'budget' schedule: share of the run spent decaying
 
     # ---- feedback and checkpoints (in the workdir)
     config.log_every_steps = 100  # metrics.jsonl / TensorBoard / progress bar period
     config.checkpoint_every_steps = 5000  # save (and validate) period; also at the last step
+    config.val_every_steps = 0  # validate this often as well (0: only when a checkpoint is saved)
     config.keep_checkpoints = 3  # latest checkpoints kept (the best by val_psnr is kept as well)
     config.val_data = "data/DIV2K_valid_HR"  # held-out images (files, folders, globs); "" for none
     config.val_qf = (10,)  # QFs the validation images are compressed at

@@ -95,3 +95,14 @@ def iter_readable(paths: Iterable[str], mode: str | None = None):
             yield path, read_image(path, mode), None
         except ImageError as e:
             yield path, None, str(e)
+
+
+def side_by_side(images: Sequence[np.ndarray], size: int = 0, gap: int = 4) -> np.ndarray:
+    """uint8 images of one shape (HxW or HxWxC) in a row, white gaps between them; `size` > 0
+    cuts the same central size x size crop from each first (for comparisons at full scale)."""
+    if size:
+        top, left = (max(d - size, 0) // 2 for d in images[0].shape[:2])
+        images = [im[top:top + size, left:left + size] for im in images]
+    spacer = np.full((images[0].shape[0], gap, *images[0].shape[2:]), 255, np.uint8)
+    row = [part for im in images for part in (spacer, im)][1:]
+    return np.concatenate(row, axis=1)

@@ -12,9 +12,11 @@ from __future__ import annotations
 
 import contextlib
 import functools
+import io
 import json
 import logging
 import os
+import sys
 import time
 from typing import Any, Iterator
 
@@ -28,21 +30,22 @@ from flax import struct
 from jax.sharding import NamedSharding, PartitionSpec as P
 from tqdm import tqdm
 
-from d2ljax import checkpoints, losses, metrics
-from d2ljax.imageio import list_image_files
+from d2ljax import checkpoints, losses, metrics, samples
+from d2ljax.imageio import list_image_files, side_by_side
 from d2ljax.inference import restore_uint8
 from d2ljax.jpeg import compress
-from d2ljax.model import D2LNet
+from d2ljax.model import D2LNet, forward_flops
 from d2ljax.testsets import BenchmarkSet, iter_images
 
 MODES = ("color", "gray")
-SCHEDULES = ("cosine", "constant")
+SCHEDULES = ("cosine", "constant", "budget")
 DTYPES = {"float32": jnp.float32, "bfloat16": jnp.bfloat16}
 # The last convolution of each image head: zero kernel and bias make out_1 == out_2 == input.
 IDENTITY_INIT_CONVS = (("sam12", "conv2"), ("last", "conv_last"), ("last2", "conv_last"))
 BEST_METRIC = "val_psnr"
 CHECKPOINT_DIR = "checkpoints"
 EXPORT_WEIGHTS = ("ema", "trained")
+VAL_PICTURE_SIZE = 192  # side of the validation crops shown in TensorBoard
 
 
 @struct.dataclass
@@ -55,9 +58,13 @@ class TrainState:
 
 
 # ----------------------------------------------------------------------------- config
+class ConfigError(ValueError):
+    """A bad config value; the message is one line naming the field."""
+
+
 def _require(ok: bool, message: str) -> None:
     if not ok:
-        raise ValueError(message)
+        raise ConfigError(message)
 
 
 def _check_qfs(name: str, qfs) -> None:
@@ -85,9 +92,17 @@ def check_config(config: ml_collections.ConfigDict, device_count: int | None = N
     _require(config.depth >= 1 and config.patch_size >= multiple and config.patch_size % multiple == 0,
              f"config.patch_size={config.patch_size} must be a multiple of 2**(depth-1) = {multiple}")
     _require(config.num_train_steps >= 1, f"config.num_train_steps={config.num_train_steps} must be >= 1")
-    _require(0 <= config.warmup_steps <= config.num_train_steps,
-             f"config.warmup_steps={config.warmup_steps} must lie in [0, num_train_steps]")
+    _require(config.warmup_steps >= 0, f"config.warmup_steps={config.warmup_steps} must be >= 0")
     _require(config.schedule in SCHEDULES, f"config.schedule={config.schedule!r}: must be one of {SCHEDULES}")
+    _require(config.time_budget_s >= 0, f"config.time_budget_s={config.time_budget_s} must be >= 0 (0: off)")
+    _require(config.schedule != "budget" or config.time_budget_s > 0,
+             "config.schedule='budget' spans the time budget: set config.time_budget_s > 0")
+    _require(0 < config.budget_decay_fraction <= 1,
+             f"config.budget_decay_fraction={config.budget_decay_fraction} must lie in (0, 1]")
+    _require(config.input_pipeline in samples.PIPELINES,
+             f"config.input_pipeline={config.input_pipeline!r}: must be one of {samples.PIPELINES}")
+    _require(config.data_workers >= -1, f"config.data_workers={config.data_workers} must be >= 0 (-1: automatic)")
+    _require(config.val_every_steps >= 0, f"config.val_every_steps={config.val_every_steps} must be >= 0")
     _require(config.dtype in DTYPES, f"config.dtype={config.dtype!r}: must be one of {tuple(DTYPES)}")
     _require(0 <= config.ema_decay < 1, f"config.ema_decay={config.ema_decay} must lie in [0, 1)")
     for name in ("l1_weight", "amp_weight", "phase_weight", "grad_clip_norm", "learning_rate"):
@@ -102,19 +117,45 @@ def make_model(config: ml_collections.ConfigDict, dtype=None) -> D2LNet:
 
 
 # ----------------------------------------------------------------------------- optimiser and state
-def create_learning_rate_fn(config: ml_collections.ConfigDict) -> optax.Schedule:
-    """Linear warmup from 0, then cosine decay to final_lr_fraction * lr, or constant."""
-    lr, warmup = config.learning_rate, config.warmup_steps
+def create_learning_rate_fn(config: ml_collections.ConfigDict):
+    """lr(step, start, end): the learning rate at `step` of a run scheduled over [start, end).
+
+    'cosine': linear warmup from 0 over warmup_steps, then cosine decay to final_lr_fraction
+    * learning_rate at num_train_steps; 'constant': the warmup, then flat. Both ignore start and
+    end (their run is [0, num_train_steps)). 'budget' (with time_budget_s, see BudgetClock):
+    each invocation is one warmup-constant-decay cycle over [start, end), `start` its first
+    step and `end` the step its time budget is estimated to end at: warmup from `start`, flat,
+    then a cosine decay over the last budget_decay_fraction of the run.
+    """
+    lr, warmup, final = config.learning_rate, config.warmup_steps, config.final_lr_fraction
     if config.schedule == "cosine":
-        return optax.warmup_cosine_decay_schedule(0.0, lr, warmup, config.num_train_steps,
-                                                  end_value=lr * config.final_lr_fraction)
-    return optax.join_schedules([optax.linear_schedule(0.0, lr, max(warmup, 1)),
-                                 optax.constant_schedule(lr)], [warmup])
+        schedule = optax.warmup_cosine_decay_schedule(0.0, lr, warmup, config.num_train_steps,
+                                                      end_value=lr * final)
+    elif config.schedule == "constant":
+        schedule = optax.join_schedules([optax.linear_schedule(0.0, lr, max(warmup, 1)),
+                                         optax.constant_schedule(lr)], [warmup])
+    else:
+        return functools.partial(budget_learning_rate, peak=lr, warmup=warmup, final_fraction=final,
+                                 decay_fraction=config.budget_decay_fraction)
+    return lambda step, start, end: schedule(step)
 
 
-def create_optimizer(config: ml_collections.ConfigDict, lr_fn: optax.Schedule) -> optax.GradientTransformation:
+def budget_learning_rate(step, start, end, *, peak: float, warmup: int, final_fraction: float,
+                         decay_fraction: float):
+    """The 'budget' schedule (create_learning_rate_fn): warmup from `start`, flat, cosine decay
+    over the last `decay_fraction` of [start, end) to final_fraction * peak, then flat."""
+    step, start, end = (jnp.asarray(v, jnp.float32) for v in (step, start, end))
+    warm = jnp.clip((step - start) / max(warmup, 1), 0.0, 1.0) if warmup else 1.0
+    decay_start = end - decay_fraction * (end - start)
+    progress = jnp.clip((step - decay_start) / jnp.maximum(end - decay_start, 1.0), 0.0, 1.0)
+    return peak * warm * (final_fraction + (1 - final_fraction) * 0.5 * (1 + jnp.cos(jnp.pi * progress)))
+
+
+def create_optimizer(config: ml_collections.ConfigDict) -> optax.GradientTransformation:
+    """Adam's moments (after optional clipping) without the learning rate, which train_step
+    applies: the 'budget' schedule's end is known only while the run goes."""
     clip = [optax.clip_by_global_norm(config.grad_clip_norm)] if config.grad_clip_norm > 0 else []
-    return optax.chain(*clip, optax.adam(lr_fn, b1=config.b1, b2=config.b2, eps=config.eps))
+    return optax.chain(*clip, optax.scale_by_adam(b1=config.b1, b2=config.b2, eps=config.eps))
 
 
 def identity_init(params):
@@ -186,9 +227,12 @@ def ema_decay_at(step, ema_decay: float):
     return jnp.minimum(ema_decay, (1.0 + step) / (10.0 + step))
 
 
-def train_step(state: TrainState, batch, *, model: D2LNet, tx: optax.GradientTransformation,
-               lr_fn: optax.Schedule, loss_weights: dict, ema_decay: float):
-    """One Adam step on the dual-domain loss of a (degraded, clean) batch: (state, metrics)."""
+def train_step(state: TrainState, batch, span, *, model: D2LNet, tx: optax.GradientTransformation,
+               lr_fn, loss_weights: dict, ema_decay: float):
+    """One Adam step on the dual-domain loss of a (degraded, clean) batch: (state, metrics).
+
+    span: int32 (start, end) of the learning-rate schedule (create_learning_rate_fn).
+    """
     degraded, clean = batch
 
     def loss_fn(params):
@@ -197,23 +241,33 @@ def train_step(state: TrainState, batch, *, model: D2LNet, tx: optax.GradientTra
 
     (loss, terms), grads = jax.value_and_grad(loss_fn, has_aux=True)(state.params)
     updates, opt_state = tx.update(grads, state.opt_state, state.params)
+    lr = lr_fn(state.step, span[0], span[1])
+    updates = jax.tree.map(lambda u: jnp.asarray(-lr, u.dtype) * u, updates)
     params = optax.apply_updates(state.params, updates)
     ema_params = (None if state.ema_params is None
                   else optax.incremental_update(params, state.ema_params, 1.0 - ema_decay_at(state.step, ema_decay)))
-    step_metrics = {"loss": loss, **terms, "grad_norm": optax.global_norm(grads), "lr": lr_fn(state.step)}
+    step_metrics = {"loss": loss, **terms, "grad_norm": optax.global_norm(grads), "lr": lr}
     return state.replace(step=state.step + 1, params=params, opt_state=opt_state,
                          ema_params=ema_params), step_metrics
 
 
 def make_train_step(config: ml_collections.ConfigDict, model: D2LNet, tx, lr_fn, mesh):
-    """train_step jitted over the mesh: batch split on `data`, state replicated and donated."""
+    """train_step jitted over the mesh: batch split on `data`, state replicated and donated.
+
+    The result is called as step(state, batch, schedule_span(start, end)).
+    """
     replicated = NamedSharding(mesh, P())
     step = functools.partial(
         train_step, model=model.clone(dtype=DTYPES[config.dtype]), tx=tx, lr_fn=lr_fn,
         loss_weights={k: config[k] for k in ("l1_weight", "amp_weight", "phase_weight")},
         ema_decay=config.ema_decay)
-    return jax.jit(step, in_shardings=(replicated, NamedSharding(mesh, P("data"))),
+    return jax.jit(step, in_shardings=(replicated, NamedSharding(mesh, P("data")), replicated),
                    out_shardings=replicated, donate_argnums=0)
+
+
+def schedule_span(start: int, end: int) -> np.ndarray:
+    """The `span` argument of the train step."""
+    return np.array([start, end], np.int32)
 
 
 def global_batch(batch, mesh: jax.sharding.Mesh):
@@ -223,15 +277,21 @@ def global_batch(batch, mesh: jax.sharding.Mesh):
 
 
 def train_batches(config: ml_collections.ConfigDict, start_step: int) -> Iterator:
-    """This process's share of each global batch, from batch `start_step` on."""
-    from d2ljax import data  # TensorFlow, imported here: only the input pipeline needs it
-    return data.make_train_iterator(
-        config.train_data or None, batch_size=config.batch_size // jax.process_count(),
-        patch_size=config.patch_size, mode=config.mode, qf=tuple(config.qf),
-        qf_range=tuple(config.qf_range) if config.qf_range is not None else None,
-        qf_range_prob=config.qf_range_prob, misalign=config.misalign, seed=config.seed,
-        start_step=start_step, cache_budget_mb=config.cache_budget_mb, split=config.tfds_split,
-        image_key=config.tfds_image_key, data_dir=config.tfds_data_dir or None)
+    """This process's share of each global batch, from batch `start_step` on, from the input
+    pipeline config.input_pipeline (both give the same batches; only tf.data needs TensorFlow)."""
+    recipe = dict(patch_size=config.patch_size, mode=config.mode, qf=tuple(config.qf),
+                  qf_range=tuple(config.qf_range) if config.qf_range is not None else None,
+                  qf_range_prob=config.qf_range_prob, misalign=config.misalign, seed=config.seed)
+    common = dict(batch_size=config.batch_size // jax.process_count(), start_step=start_step,
+                  cache_budget_mb=config.cache_budget_mb, **recipe)
+    if config.input_pipeline == "grain":
+        from d2ljax import grain_data
+        workers = None if config.data_workers < 0 else config.data_workers
+        return grain_data.make_train_iterator(config.train_data or None, workers=workers, **common)
+    from d2ljax import data  # TensorFlow, imported here: only this pipeline needs it
+    return data.make_train_iterator(config.train_data or None, split=config.tfds_split,
+                                    image_key=config.tfds_image_key, data_dir=config.tfds_data_dir or None,
+                                    **common)
 
 
 # ----------------------------------------------------------------------------- validation
@@ -256,12 +316,15 @@ def center_crop(image: np.ndarray, size: int) -> np.ndarray:
     return image[top:top + size, left:left + size]
 
 
-def validate(model: D2LNet, params, pairs) -> dict[str, float]:
-    """Mean PSNR (protocol rounding) of the restored and of the JPEG images, and the gain."""
-    restored = np.mean([metrics.psnr(gt, restore_uint8(model, {"params": params}, jpeg))
-                        for _, gt, jpeg in pairs])
+def validate(model: D2LNet, params, pairs) -> tuple[dict[str, float], np.ndarray]:
+    """Mean PSNR (protocol rounding) of the restored and of the JPEG images and the gain, and
+    a picture for TensorBoard: the first image's JPEG, restored and original side by side."""
+    restored = [restore_uint8(model, {"params": params}, jpeg) for _, _, jpeg in pairs]
+    psnr = np.mean([metrics.psnr(gt, out) for (_, gt, _), out in zip(pairs, restored)])
     jpeg = np.mean([metrics.psnr(gt, jpeg) for _, gt, jpeg in pairs])
-    return {BEST_METRIC: float(restored), "val_psnr_jpeg": float(jpeg), "val_gain": float(restored - jpeg)}
+    _, gt, first_jpeg = pairs[0]
+    picture = side_by_side([first_jpeg, restored[0], gt], size=VAL_PICTURE_SIZE)
+    return {BEST_METRIC: float(psnr), "val_psnr_jpeg": float(jpeg), "val_gain": float(psnr - jpeg)}, picture
 
 
 def export_params(state: TrainState):
@@ -344,33 +407,69 @@ def write_run_files(workdir: str, config: ml_collections.ConfigDict, model: D2LN
 
 # ----------------------------------------------------------------------------- logging
 class MetricWriter:
-    """Scalars to WORKDIR/metrics.jsonl (one JSON object per line, with `step`) and to
-    TensorBoard event files in WORKDIR/tensorboard; written by process 0 only."""
+    """Scalars to WORKDIR/metrics.jsonl (one JSON object per line, with `step`) and scalars and
+    pictures to TensorBoard event files in WORKDIR/tensorboard (the tensorboard package's own
+    writer: no TensorFlow needed); written by process 0 only.
 
-    def __init__(self, workdir: str):
+    `start_step`: the step the run resumes from. Rows of later steps, logged before an
+    interruption and about to be logged again, are dropped from metrics.jsonl, and TensorBoard
+    is told to drop its own (a SessionLog START at that step).
+    """
+
+    def __init__(self, workdir: str, start_step: int = 0):
         self._enabled = jax.process_index() == 0
-        if self._enabled:
-            import tensorflow as tf
-            self._tf = tf
-            self._events = tf.summary.create_file_writer(os.path.join(workdir, "tensorboard"))
-            self._jsonl = open(os.path.join(workdir, "metrics.jsonl"), "a")
+        if not self._enabled:
+            return
+        from tensorboard.compat.proto import event_pb2, summary_pb2
+        from tensorboard.summary.writer.event_file_writer import EventFileWriter
+        self._event, self._summary = event_pb2, summary_pb2
+        path = os.path.join(workdir, "metrics.jsonl")
+        keep_rows_until(path, start_step)
+        self._jsonl = open(path, "a")
+        self._events = EventFileWriter(os.path.join(workdir, "tensorboard"))
+        self._events.add_event(event_pb2.Event(
+            wall_time=time.time(), step=start_step,
+            session_log=event_pb2.SessionLog(status=event_pb2.SessionLog.START)))
 
-    def write(self, step: int, scalars: dict[str, float]) -> None:
+    def write(self, step: int, scalars: dict[str, float], pictures: dict[str, np.ndarray] | None = None) -> None:
         if not self._enabled:
             return
         self._jsonl.write(json.dumps({"step": step, **scalars}) + "\n")
         self._jsonl.flush()
-        from tensorflow.core.framework import summary_pb2  # simple_value scalars need no tensorboard package
-        summary = summary_pb2.Summary(value=[summary_pb2.Summary.Value(tag=k, simple_value=v)
-                                             for k, v in scalars.items()])
-        with self._events.as_default():
-            self._tf.summary.experimental.write_raw_pb(summary.SerializeToString(), step=step)
+        Summary = self._summary.Summary
+        values = [Summary.Value(tag=k, simple_value=v) for k, v in scalars.items()]
+        values += [Summary.Value(tag=k, image=png_summary(Summary, v)) for k, v in (pictures or {}).items()]
+        self._events.add_event(self._event.Event(wall_time=time.time(), step=step, summary=Summary(value=values)))
         self._events.flush()
 
     def close(self) -> None:
         if self._enabled:
             self._jsonl.close()
             self._events.close()
+
+
+def keep_rows_until(path: str, step: int) -> None:
+    """Drops the rows of metrics.jsonl logged after `step` (atomically: a temporary file, then
+    a rename)."""
+    if not os.path.exists(path):
+        return
+    with open(path) as f:
+        lines = f.readlines()
+    kept = [line for line in lines if line.strip() and json.loads(line)["step"] <= step]
+    if len(kept) != len(lines):
+        with open(path + ".partial", "w") as f:
+            f.writelines(kept)
+        os.replace(path + ".partial", path)
+
+
+def png_summary(Summary, image: np.ndarray):
+    """A TensorBoard image summary of uint8 HxW or HxWxC."""
+    from PIL import Image
+    buffer = io.BytesIO()
+    Image.fromarray(image.reshape(image.shape[:2]) if image.shape[-1:] == (1,) else image).save(buffer, "PNG")
+    channels = 1 if image.ndim == 2 else image.shape[-1]
+    return Summary.Image(height=image.shape[0], width=image.shape[1], colorspace=channels,
+                            encoded_image_string=buffer.getvalue())
 
 
 def summarise(window: list[dict]) -> dict[str, float]:
@@ -395,46 +494,128 @@ def check_finite(step: int, summary: dict, manager: ocp.CheckpointManager) -> No
 
 
 # ----------------------------------------------------------------------------- the job
-def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> dict[str, float]:
-    """Trains (resuming from the workdir) to config.num_train_steps; returns the last summary."""
+class BudgetClock:
+    """The run's wall-clock budget (config.time_budget_s) and its learning-rate span.
+
+    The 'cosine' and 'constant' schedules span [0, num_train_steps). The 'budget' schedule
+    spans [start, end): `end` is re-estimated after every step from the measured step rate
+    (the first step, which compiles, left out) and the time left, until the decay begins;
+    from then on it is fixed, so the decay is smooth. All processes use process 0's figures.
+    """
+
+    def __init__(self, config: ml_collections.ConfigDict, start_step: int, started_at: float):
+        self.budget_s, self.started_at = config.time_budget_s, started_at
+        self.num_train_steps, self.decay_fraction = config.num_train_steps, config.budget_decay_fraction
+        self.budget_schedule = config.schedule == "budget"
+        self.start = start_step if self.budget_schedule else 0
+        self.end = config.num_train_steps
+        self.decaying = False
+        self.out_of_time = False
+        self._first: tuple[float, int] | None = None
+
+    def span(self) -> np.ndarray:
+        return schedule_span(self.start, self.end)
+
+    def tick(self, step: int) -> None:
+        """Called after each step: updates out_of_time and the estimated end."""
+        now = time.monotonic()
+        out_of_time = bool(self.budget_s) and now - self.started_at >= self.budget_s
+        end = self.end
+        if self._first is None:
+            self._first = (now, step)
+        elif self.budget_schedule and not self.decaying and now > self._first[0]:
+            rate = (step - self._first[1]) / (now - self._first[0])
+            left_s = self.budget_s - (now - self.started_at)
+            end = min(self.num_train_steps, step + max(int(left_s * rate), 1))
+        if jax.process_count() > 1:
+            from jax.experimental import multihost_utils
+            out_of_time, end = map(int, multihost_utils.broadcast_one_to_all(np.array([out_of_time, end])))
+        self.out_of_time, self.end = bool(out_of_time), end
+        self.decaying = self.decaying or step >= self.end - self.decay_fraction * (self.end - self.start)
+
+    def finished(self, step: int) -> bool:
+        return step >= self.num_train_steps or self.out_of_time or (self.budget_schedule and step >= self.end)
+
+
+def prepared_config(config: ml_collections.ConfigDict) -> ml_collections.ConfigDict:
+    """A checked copy of the config; a warmup as long as the run or longer is cut to a tenth
+    of the run (said once), so that a short smoke test needs no other change."""
     check_config(config)
+    config = ml_collections.ConfigDict(config.to_dict())
+    if config.schedule != "budget" and config.warmup_steps >= config.num_train_steps:
+        warmup = config.num_train_steps // 10
+        say(f"config.warmup_steps={config.warmup_steps} is not shorter than the run "
+            f"(num_train_steps={config.num_train_steps}): warming up over {warmup} steps instead")
+        config.warmup_steps = warmup
+    return config
+
+
+def say(message: str) -> None:
+    """One line for the user (process 0), above the progress bar."""
+    if jax.process_index() == 0:
+        tqdm.write(message, file=sys.stderr)
+
+
+def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> dict[str, float]:
+    """Trains (resuming from the workdir) to config.num_train_steps, or until config.time_budget_s
+    runs out; returns the last summary."""
+    started_at = time.monotonic()
+    config = prepared_config(config)
     workdir = os.path.abspath(os.path.expanduser(workdir))
     mesh = make_mesh()
     model = make_model(config)
     lr_fn = create_learning_rate_fn(config)
-    tx = create_optimizer(config, lr_fn)
+    tx = create_optimizer(config)
     write_run_files(workdir, config, model)
     val_pairs = load_validation(config) if config.val_data else []
+    train_flops = 3 * forward_flops(model, config.patch_size, config.patch_size)
     summary: dict[str, float] = {}
-    with checkpoint_manager(workdir, config.keep_checkpoints) as manager, \
-            contextlib.closing(MetricWriter(workdir)) as writer:
+    with checkpoint_manager(workdir, config.keep_checkpoints) as manager:
         params = initial_params(config, model) if manager.latest_step() is None else None
         state = restore_or_keep(manager, create_train_state(config, model, tx, mesh, params))
-        start = int(state.step)
+        start = step = int(state.step)
+        clock = BudgetClock(config, start, started_at)
         step_fn = make_train_step(config, model, tx, lr_fn, mesh)
         batches = train_batches(config, start)
-        window, window_start = [], time.perf_counter()
+        window, waits, window_start = [], [], time.perf_counter()
         bar = tqdm(total=config.num_train_steps, initial=start, unit="step", dynamic_ncols=True,
                    disable=not config.progress_bar or jax.process_index() != 0)
-        for step in range(start + 1, config.num_train_steps + 1):
-            state, step_metrics = step_fn(state, global_batch(next(batches), mesh))
-            window.append(step_metrics)
-            save = step % config.checkpoint_every_steps == 0 or step == config.num_train_steps
-            if save or step % config.log_every_steps == 0:
-                summary = summarise(window)
-                check_finite(step, summary, manager)
-                elapsed = time.perf_counter() - window_start
-                summary |= {"steps_per_s": len(window) / elapsed,
-                            "patches_per_s": len(window) * config.batch_size / elapsed}
-                if save and val_pairs:
-                    summary |= validate(model, export_params(state), val_pairs)
-                writer.write(step, summary)
-                bar.set_postfix(loss=f"{summary['loss']:.4f}", patches_per_s=f"{summary['patches_per_s']:.1f}",
-                                **({"val_psnr": f"{summary[BEST_METRIC]:.2f}"} if BEST_METRIC in summary else {}))
-                window, window_start = [], time.perf_counter()
-            if save:
-                manager.save(step, args=ocp.args.PyTreeSave(state),
-                             metrics={BEST_METRIC: summary[BEST_METRIC]} if val_pairs else None)
-            bar.update()
+        with contextlib.closing(MetricWriter(workdir, start)) as writer:
+            while not clock.finished(step):
+                wait_start = time.perf_counter()
+                batch = global_batch(next(batches), mesh)
+                waits.append(time.perf_counter() - wait_start)
+                state, step_metrics = step_fn(state, batch, clock.span())
+                window.append(step_metrics)
+                step += 1
+                clock.tick(step)
+                last = clock.finished(step)
+                save = step % config.checkpoint_every_steps == 0 or last
+                check = bool(val_pairs) and (save or (config.val_every_steps and step % config.val_every_steps == 0))
+                if save or check or step % config.log_every_steps == 0:
+                    summary = summarise(window)
+                    check_finite(step, summary, manager)
+                    elapsed = time.perf_counter() - window_start
+                    patches_per_s = len(window) * config.batch_size / elapsed
+                    summary |= {"steps_per_s": len(window) / elapsed, "patches_per_s": patches_per_s,
+                                "tflops_per_s": patches_per_s * train_flops / 1e12,
+                                "input_wait_s": float(np.mean(waits)), "elapsed_s": time.monotonic() - started_at}
+                    pictures = {}
+                    if check:
+                        val_metrics, pictures["val/jpeg_restored_original"] = validate(model, export_params(state), val_pairs)
+                        summary |= val_metrics
+                    writer.write(step, summary, pictures)
+                    bar.set_postfix(loss=f"{summary['loss']:.4f}", patches_per_s=f"{patches_per_s:.1f}",
+                                    **({"val_psnr": f"{summary[BEST_METRIC]:.2f}"} if BEST_METRIC in summary else {}))
+                    window, waits, window_start = [], [], time.perf_counter()
+                if save:
+                    manager.save(step, args=ocp.args.PyTreeSave(state),
+                                 metrics={BEST_METRIC: summary[BEST_METRIC]} if val_pairs else None)
+                if config.schedule == "budget" and bar.total != clock.end:
+                    bar.total = clock.end
+                bar.update()
         bar.close()
+    if clock.out_of_time and step < config.num_train_steps:
+        say(f"time budget of {config.time_budget_s:g} s reached after step {step}: checkpoint saved in "
+            f"{workdir}; rerun the same command to continue")
     return summary
