@@ -1,15 +1,21 @@
 """Trains D2LNet: `python train.py --config=configs/quickstart.py --workdir=runs/quickstart`.
 
-Rerunning the same command resumes from the workdir. Multi-host: start one process per host
-with --distributed (jax.distributed.initialize: found automatically on TPU pods, SLURM and the
-like; elsewhere give --coordinator_address=HOST:PORT --num_processes=N --process_id=I).
+Rerunning the same command resumes from the workdir. Any config field can be overridden
+(`--config.batch_size=16`); `--config.input_pipeline=grain` trains without TensorFlow and
+`--config.time_budget_s=600` stops (with a checkpoint) after ten minutes. Multi-host: start
+one process per host with --distributed (jax.distributed.initialize: found automatically on
+TPU pods, SLURM and the like; elsewhere give --coordinator_address=HOST:PORT
+--num_processes=N --process_id=I). Quiet by default; --verbosity=1 shows the libraries' logs.
 """
-import jax
-import tensorflow as tf
-from absl import app, flags, logging
-from ml_collections import config_flags
+from d2ljax import console
 
-from d2ljax import hostmem, train_lib
+console.quiet_native_logs()
+
+import jax  # noqa: E402
+from absl import app, flags, logging  # noqa: E402
+from ml_collections import config_flags  # noqa: E402
+
+from d2ljax import hostmem, train_lib  # noqa: E402
 
 FLAGS = flags.FLAGS
 flags.DEFINE_string("workdir", None, "Folder for checkpoints, metrics and the exported model.")
@@ -25,14 +31,15 @@ flags.mark_flags_as_required(["config", "workdir"])
 def main(argv):
     if len(argv) > 1:
         raise app.UsageError(f"unexpected arguments: {argv[1:]}")
-    tf.config.set_visible_devices([], "GPU")  # TensorFlow only feeds data; the GPUs are JAX's.
     if FLAGS.distributed:
         jax.distributed.initialize(FLAGS.coordinator_address, FLAGS.num_processes, FLAGS.process_id)
     logging.info("JAX process %d/%d, %d local / %d devices", jax.process_index(), jax.process_count(),
                  jax.local_device_count(), jax.device_count())
-    train_lib.train_and_evaluate(FLAGS.config, FLAGS.workdir)
+    summary = train_lib.train_and_evaluate(FLAGS.config, FLAGS.workdir)
+    if jax.process_index() == 0:
+        train_lib.report(summary, FLAGS.workdir)
 
 
 if __name__ == "__main__":
     hostmem.rerun_with_huge_pages()  # glibc reads the setting at start-up only
-    app.run(main)
+    app.run(console.run_absl_main(main), flags_parser=console.parse_flags)

@@ -556,9 +556,20 @@ def say(message: str) -> None:
         tqdm.write(message, file=sys.stderr)
 
 
+def report(summary: dict[str, float], workdir: str) -> None:
+    """The run's result in a line or two."""
+    if len(summary) < 2:  # nothing was trained
+        return
+    line = f"step {summary['step']}: loss {summary['loss']:.4f}"
+    if BEST_METRIC in summary:
+        line += (f", validation PSNR {summary[BEST_METRIC]:.3f} dB (JPEG {summary['val_psnr_jpeg']:.3f}, "
+                 f"{summary['val_gain']:+.3f})")
+    say(f"{line}\nmodel: {workdir} (evaluate.py --checkpoint={workdir}; metrics.jsonl, tensorboard/)")
+
+
 def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> dict[str, float]:
     """Trains (resuming from the workdir) to config.num_train_steps, or until config.time_budget_s
-    runs out; returns the last summary."""
+    runs out; returns the last step and its logged summary."""
     started_at = time.monotonic()
     config = prepared_config(config)
     workdir = os.path.abspath(os.path.expanduser(workdir))
@@ -574,6 +585,9 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> dict[
         params = initial_params(config, model) if manager.latest_step() is None else None
         state = restore_or_keep(manager, create_train_state(config, model, tx, mesh, params))
         start = step = int(state.step)
+        say(f"{'resuming at step ' + str(start) if start else 'training'} D2LNet(in_chn={model.in_chn}, "
+            f"wf={model.wf}, depth={model.depth}) on {config.mode} {config.patch_size}x{config.patch_size} "
+            f"patches, batch {config.batch_size}, {config.input_pipeline} -> {workdir}")
         clock = BudgetClock(config, start, started_at)
         step_fn = make_train_step(config, model, tx, lr_fn, mesh)
         batches = train_batches(config, start)
@@ -618,4 +632,4 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> dict[
     if clock.out_of_time and step < config.num_train_steps:
         say(f"time budget of {config.time_budget_s:g} s reached after step {step}: checkpoint saved in "
             f"{workdir}; rerun the same command to continue")
-    return summary
+    return {"step": step, **summary}

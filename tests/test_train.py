@@ -1,6 +1,7 @@
 """Training: config checks, identity init, the loop on the shipped photos (loss falls, resume
 continues the same run, a NaN stops it, the workdir loads as a model), and sharding (8 devices
 equal 1; 2 processes x 2 devices equal 1 x 4) in subprocesses with fake CPU devices."""
+import functools
 import json
 import os
 import socket
@@ -18,6 +19,7 @@ sys.path.insert(0, str(ROOT))  # the configs/ folder
 
 from configs import blind, bsds, default, qf10, qf20, qf30, quickstart  # noqa: E402
 from d2ljax import checkpoints, train_lib  # noqa: E402
+from d2ljax.imageio import SAMPLE_PHOTOS_DIR  # noqa: E402
 
 CONFIG_MODULES = (default, qf10, qf20, qf30, blind, quickstart)
 
@@ -47,8 +49,7 @@ def fast_compiles(tmp_path_factory):
 
 
 def read_losses(workdir) -> dict[int, float]:
-    """step -> loss from metrics.jsonl; a step logged twice (before and after an interruption)
-    keeps its last value."""
+    """step -> loss from metrics.jsonl."""
     with open(os.path.join(workdir, "metrics.jsonl")) as f:
         return {r["step"]: r["loss"] for r in map(json.loads, f)}
 
@@ -94,6 +95,9 @@ def test_blind_recipe():
     ("schedule", "linear", "schedule='linear'"),
     ("ema_decay", 1.0, "ema_decay=1.0"),
     ("dtype", "float16", "dtype='float16'"),
+    ("input_pipeline", "torch", "input_pipeline='torch'"),
+    ("time_budget_s", -1.0, "time_budget_s=-1.0"),
+    ("schedule", "budget", "schedule='budget' spans the time budget"),
 ])
 def test_bad_config_is_a_one_line_error(field, value, message):
     config = default.get_config()
@@ -107,7 +111,7 @@ def test_bad_config_is_a_one_line_error(field, value, message):
 def test_identity_init_returns_the_input():
     config = tiny_config()
     model = train_lib.make_model(config)
-    tx = train_lib.create_optimizer(config, train_lib.create_learning_rate_fn(config))
+    tx = train_lib.create_optimizer(config)
     state = train_lib.create_train_state(config, model, tx, train_lib.make_mesh())
     x = jax.random.uniform(jax.random.PRNGKey(1), (2, 16, 16, 3))
     out_1, _, _, out_2 = model.apply({"params": state.params}, x)
@@ -120,12 +124,12 @@ def test_bfloat16_step():
     config = tiny_config(dtype="bfloat16", grad_clip_norm=1.0)
     model = train_lib.make_model(config)
     lr_fn = train_lib.create_learning_rate_fn(config)
-    tx = train_lib.create_optimizer(config, lr_fn)
+    tx = train_lib.create_optimizer(config)
     mesh = train_lib.make_mesh()
     state = train_lib.create_train_state(config, model, tx, mesh)
     batch = [np.random.default_rng(0).uniform(size=(8, 16, 16, 3)).astype(np.float32)] * 2
     state, metrics = train_lib.make_train_step(config, model, tx, lr_fn, mesh)(
-        state, train_lib.global_batch(batch, mesh))
+        state, train_lib.global_batch(batch, mesh), train_lib.schedule_span(0, config.num_train_steps))
     assert np.isfinite(float(metrics["loss"])) and int(state.step) == 1
     assert all(p.dtype == jnp.float32 for p in jax.tree.leaves(state.params))
 
@@ -140,10 +144,47 @@ def test_ema_forgets_the_initialisation_in_a_short_run():
 def test_learning_rate_schedule():
     config = tiny_config(num_train_steps=100, warmup_steps=10, learning_rate=1.0, final_lr_fraction=0.1)
     lr = train_lib.create_learning_rate_fn(config)
-    np.testing.assert_allclose([lr(0), lr(5), lr(10), lr(100)], [0.0, 0.5, 1.0, 0.1], atol=1e-6)
+    np.testing.assert_allclose([lr(s, 0, 100) for s in (0, 5, 10, 100)], [0.0, 0.5, 1.0, 0.1], atol=1e-6)
     config.schedule = "constant"
     lr = train_lib.create_learning_rate_fn(config)
-    np.testing.assert_allclose([lr(5), lr(10), lr(100)], [0.5, 1.0, 1.0], atol=1e-6)
+    np.testing.assert_allclose([lr(s, 0, 100) for s in (5, 10, 100)], [0.5, 1.0, 1.0], atol=1e-6)
+
+
+def test_budget_schedule_warms_up_from_its_start_and_decays_by_its_end():
+    config = tiny_config(schedule="budget", time_budget_s=60, warmup_steps=10, learning_rate=1.0,
+                         final_lr_fraction=0.1, budget_decay_fraction=0.2)
+    lr = train_lib.create_learning_rate_fn(config)
+    start, end = 100, 200  # decay over the last 20 steps: 180 -> 200
+    got = [float(lr(s, start, end)) for s in (100, 105, 110, 179, 180, 190, 200, 250)]
+    np.testing.assert_allclose(got, [0.0, 0.5, 1.0, 1.0, 1.0, 0.55, 0.1, 0.1], atol=1e-6)
+
+
+def test_budget_clock_estimates_the_end_from_the_step_rate(monkeypatch):
+    config = tiny_config(schedule="budget", time_budget_s=100, num_train_steps=10**9, budget_decay_fraction=0.5)
+    now = [0.0]
+    monkeypatch.setattr(train_lib.time, "monotonic", lambda: now[0])
+    clock = train_lib.BudgetClock(config, start_step=40, started_at=0.0)
+    assert clock.end == 10**9 and not clock.finished(40)
+    now[0] = 20.0  # setup and the first step (compiling) took 20 s
+    clock.tick(41)
+    now[0] = 30.0  # then 10 steps per second, 70 s left: 700 more steps
+    clock.tick(141)
+    assert clock.end == 841 and not clock.decaying
+    now[0] = 70.0
+    clock.tick(541)  # decay starts at 841 - 0.5 * 801: the end is fixed from here on
+    assert clock.decaying and clock.end == 841
+    now[0] = 80.0
+    clock.tick(561)  # slower now; the end stays, the budget will cut the run short
+    assert clock.end == 841 and not clock.finished(561)
+    now[0] = 100.0
+    clock.tick(600)
+    assert clock.out_of_time and clock.finished(600)
+
+
+def test_warmup_as_long_as_the_run_is_cut_to_a_tenth(capsys):
+    config = train_lib.prepared_config(tiny_config(num_train_steps=20, warmup_steps=1000))
+    assert config.warmup_steps == 2
+    assert "warmup_steps=1000" in capsys.readouterr().err
 
 
 # ----------------------------------------------------------------------------- the loop
@@ -235,6 +276,8 @@ def test_resume_continues_the_same_run(trained, tmp_path, monkeypatch):
     expected, resumed = read_losses(reference), read_losses(tmp_path)
     steps = range(21, 61)
     np.testing.assert_allclose([resumed[s] for s in steps], [expected[s] for s in steps], rtol=1e-6)
+    with open(tmp_path / "metrics.jsonl") as f:  # steps 21-24, logged before the interruption, once
+        assert [r["step"] for r in map(json.loads, f)] == list(range(1, 61))
 
 
 def test_nan_stops_training_and_keeps_the_checkpoint(tmp_path, monkeypatch):
@@ -261,7 +304,7 @@ if int(num_processes) > 1:
 config = tiny_config(batch_size=8)
 model = train_lib.make_model(config)
 lr_fn = train_lib.create_learning_rate_fn(config)
-tx = train_lib.create_optimizer(config, lr_fn)
+tx = train_lib.create_optimizer(config)
 mesh = train_lib.make_mesh(jax.devices()[:int(devices)])
 state = train_lib.create_train_state(config, model, tx, mesh)
 step = train_lib.make_train_step(config, model, tx, lr_fn, mesh)
@@ -270,7 +313,8 @@ batch = [rng.uniform(size=(8, 16, 16, 3)).astype(np.float32) for _ in range(2)]
 rows = slice(int(process_id) * 8 // int(num_processes), (int(process_id) + 1) * 8 // int(num_processes))
 losses = []
 for _ in range(2):
-    state, metrics = step(state, train_lib.global_batch([x[rows] for x in batch], mesh))
+    state, metrics = step(state, train_lib.global_batch([x[rows] for x in batch], mesh),
+                          train_lib.schedule_span(0, config.num_train_steps))
     losses.append(float(metrics["loss"]))
 if jax.process_index() == 0:
     flat = {{jax.tree_util.keystr(k): np.asarray(v) for k, v in jax.tree_util.tree_leaves_with_path(state.params)}}
@@ -313,14 +357,43 @@ def test_two_processes_equal_one(tmp_path):
     assert_same_training(run_step_script(tmp_path, 2, 4, num_processes=2), run_step_script(tmp_path, 4, 4))
 
 
-def test_train_step_and_configs_need_no_tensorflow():
-    """Only the input pipeline imports TensorFlow: an accelerator host that feeds its own
-    batches (or benchmarks/train_speed.py) can build and run the train step without it."""
-    code = ("import sys; sys.modules['tensorflow'] = None\n"  # any `import tensorflow` now fails
-            "from configs import bsds, quickstart, qf10\n"
-            "from d2ljax import train_lib\n"
-            "config = quickstart.get_config(); train_lib.check_config(config)\n"
-            "try:\n    from d2ljax import data\nexcept ImportError:\n    print('pipeline needs tf')\n")
-    out = subprocess.run([sys.executable, "-c", code], cwd=ROOT, capture_output=True, text=True, timeout=300)
-    assert out.returncode == 0, out.stderr[-2000:]
-    assert out.stdout.strip() == "pipeline needs tf"
+def test_time_budget_stops_with_a_checkpoint_and_a_rerun_continues(tmp_path, capsys):
+    config = tiny_config(num_train_steps=10**6, checkpoint_every_steps=10**5, time_budget_s=1.0,
+                         schedule="budget", warmup_steps=0)
+    first = train_lib.train_and_evaluate(config, str(tmp_path))
+    assert first["step"] >= 1 and "val_psnr" in first
+    assert f"time budget of 1 s reached after step {first['step']}" in capsys.readouterr().err
+    with train_lib.checkpoint_manager(str(tmp_path), read_only=True) as manager:
+        assert manager.latest_step() == first["step"]
+    second = train_lib.train_and_evaluate(config, str(tmp_path))
+    assert second["step"] > first["step"]
+
+
+def test_train_evaluate_and_restore_need_no_tensorflow(tmp_path):
+    """train.py (grain), evaluate.py and d2ljax's API where `import tensorflow` fails, in this
+    process and in grain's workers: the losses equal tf.data's, step for step."""
+    (tmp_path / "fake" / "tensorflow").mkdir(parents=True)
+    (tmp_path / "fake" / "tensorflow" / "__init__.py").write_text("raise ImportError('no TensorFlow here')\n")
+    env = {**os.environ, "PYTHONPATH": f"{tmp_path / 'fake'}{os.pathsep}{ROOT}", "D2LJAX_HUGE_PAGES": "0",
+           "JAX_DISABLE_MOST_OPTIMIZATIONS": "1"}
+    overrides = ["--config.wf=4", "--config.depth=2", "--config.patch_size=16", "--config.num_train_steps=4",
+                 "--config.log_every_steps=1", "--config.val_crop=64", "--config.data_workers=1"]
+    workdir = tmp_path / "grain"
+    run = functools.partial(subprocess.run, cwd=ROOT, env=env, capture_output=True, text=True, timeout=600)
+    out = run([sys.executable, "train.py", "--config=configs/quickstart.py", f"--workdir={workdir}",
+               "--config.input_pipeline=grain", *overrides])
+    assert out.returncode == 0, out.stderr[-3000:]
+    reference = tiny_config(num_train_steps=4, log_every_steps=1, ema_decay=0.0, learning_rate=1e-3,
+                            warmup_steps=50, checkpoint_every_steps=100, input_pipeline="tf.data")
+    train_lib.train_and_evaluate(reference, str(tmp_path / "tf.data"))
+    assert read_losses(workdir) == read_losses(tmp_path / "tf.data")
+    assert list((workdir / "tensorboard").glob("events.out.tfevents.*"))
+    out = run([sys.executable, "evaluate.py", f"--dataset={SAMPLE_PHOTOS_DIR}", "--mode=color", "--qf=10",
+               f"--checkpoint={workdir}", f"--output={tmp_path / 'eval.json'}"])
+    assert out.returncode == 0, out.stderr[-3000:]
+    assert json.load(open(tmp_path / "eval.json"))["results"]
+    code = ("import numpy as np, d2ljax, sys\n"
+            "out = d2ljax.restore(np.full((20, 30, 3), 128, np.uint8), model=sys.argv[1])\n"
+            "assert out.shape == (20, 30, 3) and 'tensorflow' not in sys.modules\n")
+    out = run([sys.executable, "-c", code, str(workdir)])
+    assert out.returncode == 0, out.stderr[-3000:]

@@ -1,0 +1,77 @@
+"""The commands' console: quiet by default, one line per user mistake.
+
+train.py, evaluate.py and `python -m d2ljax` print a progress bar and the few lines that
+matter. Library logs (JAX, orbax, grain, TensorFlow's Python side) go through absl logging at
+WARNING; `--verbosity=1` (absl's flag, also `-v 1`) restores INFO and shows tracebacks.
+TensorFlow's C++ banners ("oneDNN custom operations are on", ...) are turned off before
+TensorFlow can be imported.
+"""
+from __future__ import annotations
+
+import os
+import sys
+from typing import Callable
+
+# Exceptions that mean "the input or the settings are wrong": the message names the problem.
+USER_ERRORS = (ValueError, OSError, LookupError, FloatingPointError)
+
+
+def quiet_native_logs() -> None:
+    """Silences TensorFlow's C++ INFO/WARNING lines (must run before it is imported); values
+    the user set are kept. oneDNN's banner is printed whatever the log level, so oneDNN's
+    float kernels are turned off: the input pipeline uses none (integer image ops and JPEG)."""
+    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+    os.environ.setdefault("TF_ENABLE_ONEDNN_OPTS", "0")
+
+
+def verbose() -> bool:
+    """Whether absl's --verbosity asks for INFO or more (it is WARNING unless given)."""
+    from absl import flags
+    return flags.FLAGS.is_parsed() and flags.FLAGS["verbosity"].present and flags.FLAGS.verbosity >= 0
+
+
+def set_library_verbosity() -> None:
+    """absl logging (and Python logging under it) at WARNING unless --verbosity was given."""
+    from absl import logging
+    if not verbose():
+        logging.set_verbosity(logging.WARNING)
+
+
+def error(message: object) -> None:
+    """`error: MESSAGE` on one line (a multi-line message is joined)."""
+    print("error: " + " ".join(str(message).split()), file=sys.stderr)
+
+
+HELP_FLAGS = ("-h", "--help", "-?", "--helpshort")
+
+
+def parse_flags(argv: list[str]) -> list[str]:
+    """absl's flag parsing for app.run(flags_parser=...), with --help exiting 0 and a flag
+    mistake (a missing required flag, an unknown or malformed one) as one line and status 2."""
+    from absl import app, flags
+    if any(arg in HELP_FLAGS for arg in argv[1:]):
+        app.usage(shorthelp=True, writeto_stdout=True, exitcode=0)
+    try:
+        return flags.FLAGS(argv)
+    except flags.Error as e:
+        error(f"{e} (--help lists the flags)")
+    except (AttributeError, KeyError, TypeError, ValueError) as e:  # a --config.FIELD override
+        error(f"bad flag: {type(e).__name__} {e} (no such config field, or a value of the wrong type)")
+    sys.exit(2)
+
+
+def run_absl_main(main: Callable[[list[str]], None]) -> Callable[[list[str]], None]:
+    """Wraps an absl main: quiet libraries; a user mistake is one line and exit status 2
+    (with --verbosity=1, the traceback as well)."""
+
+    def wrapped(argv):
+        set_library_verbosity()
+        try:
+            main(argv)
+        except USER_ERRORS as e:
+            if verbose():
+                raise
+            error(e)
+            sys.exit(2)
+
+    return wrapped
