@@ -36,7 +36,7 @@ def main() -> None:
     parser.add_argument("--dataset", default=str(DEFAULT_SET))
     parser.add_argument("--mode", default="color", choices=["gray", "color"])
     parser.add_argument("--qf", type=int, default=10)
-    parser.add_argument("--checkpoint", help="also time this model folder's restore_uint8")
+    parser.add_argument("--checkpoint", help="also time this model's apply_image (a name, model folder or workdir)")
     parser.add_argument("--repeat", type=int, default=3)
     parser.add_argument("--json", help="write the timings here too")
     args = parser.parse_args()

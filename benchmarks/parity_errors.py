@@ -17,25 +17,15 @@ import os
 import sys
 
 import jax
-import jax.numpy as jnp
 import numpy as np
 
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 from d2ljax import convert  # noqa: E402
+from d2ljax.model import outputs_and_input_grad  # noqa: E402
 
 # The float32 tolerances of tests/test_model.py (images absolute; amplitude and gradient
 # relative to their max; phase in radians where the amplitude is not tiny).
 TOLERANCES = {"out_1": 1e-4, "out_2": 1e-4, "out_1_amp": 1e-4, "out_1_phase": 1e-3, "grad_x": 1e-3}
-
-
-def outputs_and_input_grad(model, variables, x, cotangent):
-    """The four outputs and d sum(out_2 * cotangent) / dx, in one compiled function (as the
-    fixtures' grad_x was made; tests/test_model.py uses it too)."""
-    def run(x):
-        outs, vjp = jax.vjp(lambda x: model.apply(variables, x), x)
-        zeros = tuple(jnp.zeros_like(o) for o in outs[:3])
-        return outs, vjp(zeros + (cotangent,))[0]
-    return jax.jit(run)(x)
 
 
 def errors(fixture: str, precision: str) -> dict:

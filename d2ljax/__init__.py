@@ -1,12 +1,17 @@
 """d2ljax: D2LNet (Dual-Domain Learning for JPEG Artifacts Removal) in JAX/Flax.
 
     import d2ljax
+    restored = d2ljax.restore("photo.jpg")       # a PIL image, by the shipped model that fits it
+    restored, info = d2ljax.restore(photo_uint8, model="gray_blind", return_info=True)
+    model, variables = d2ljax.load_pretrained("color_qf10")  # a name, model folder or workdir
     model, variables = d2ljax.convert.from_torch("D2LNet_qf10.pth")   # the authors' weights
-    restored = d2ljax.restore(photo_uint8, model=model, variables=variables)
+    restored = d2ljax.restore(photo_uint8, model=(model, variables))
 
 Modules: model (D2LNet), spectral, losses, metrics (PSNR/SSIM/PSNR-B as the published tables),
 jpeg (the protocol's JPEG, quality estimation), data (tf.data training pipelines), testsets,
-evaluation, inference, restoration (restore), pretrained, checkpoints, convert, train_lib.
+evaluation, inference (a model on uint8 images), restoration (restore), checkpoints (model
+folders, training checkpoints), pretrained (named models), convert, train_lib.
+Loading a model or restoring imports neither the trainer, optax nor TensorFlow.
 """
 import importlib
 

@@ -3,6 +3,7 @@
     python -m d2ljax restore photo.jpg folder/ 'more/*.jpg' -o restored/ [--model NAME | --checkpoint DIR]
     python -m d2ljax models        # the named models and what they were trained for
     python -m d2ljax export WORKDIR OUT_DIR   # a training workdir -> a model folder to share
+    python -m d2ljax --version
 
 Exit status: 0 when every input was restored (or skipped as already done), 1 when any failed,
 2 when nothing could start (bad arguments, no input matched, no usable model).
@@ -14,7 +15,8 @@ import json
 import os
 import sys
 
-from d2ljax import pretrained, restoration as restore
+import d2ljax
+from d2ljax import checkpoints, pretrained, restoration
 
 
 def enable_compilation_cache() -> None:
@@ -25,15 +27,15 @@ def enable_compilation_cache() -> None:
 
 
 def add_restore_arguments(parser: argparse.ArgumentParser) -> None:
-    defaults = restore.Options()
+    defaults = restoration.Options()
     parser.add_argument("inputs", nargs="+", metavar="INPUT", help="image files, folders (not recursive) or globs")
     parser.add_argument("-o", "--outdir", required=True, help="folder for the restored images (created if needed)")
     models = parser.add_argument_group("models (several: the one nearest each photo's JPEG quality is used)")
     models.add_argument("--model", action="append", default=[], metavar="NAME",
                         help="a named model (python -m d2ljax models); repeatable. Default: all named models")
     models.add_argument("--checkpoint", action="append", default=[], metavar="DIR",
-                        help="a model folder or training workdir; repeatable")
-    parser.add_argument("--format", default="png", choices=sorted(restore.SAVE_OPTIONS),
+                        help="a model folder or training workdir (a name works too); repeatable")
+    parser.add_argument("--format", default="png", choices=sorted(restoration.SAVE_OPTIONS),
                         help="lossless output format (default png)")
     parser.add_argument("--overwrite", action="store_true", help="replace existing outputs (never inputs)")
     parser.add_argument("--verbose", action="store_true", help="report each photo's estimated quality and model")
@@ -49,15 +51,15 @@ def add_restore_arguments(parser: argparse.ArgumentParser) -> None:
 
 def run_restore(args: argparse.Namespace) -> int:
     try:
-        options = restore.Options(args.max_pixels, args.tile, args.overlap, args.bucket)
-        entries = restore.model_entries(args.model + args.checkpoint or None)
+        options = restoration.Options(args.max_pixels, args.tile, args.overlap, args.bucket)
+        entries = restoration.model_entries(args.model + args.checkpoint or None)
     except (LookupError, OSError, ValueError) as e:
         print(f"error: {e}", file=sys.stderr)
         return 2
     enable_compilation_cache()
     try:
-        summary = restore.restore_files(args.inputs, args.outdir, entries, options=options, fmt=args.format,
-                                        overwrite=args.overwrite, verbose=args.verbose)
+        summary = restoration.restore_files(args.inputs, args.outdir, entries, options=options, fmt=args.format,
+                                            overwrite=args.overwrite, verbose=args.verbose)
     except (OSError, ValueError) as e:  # no input matched, unusable OUTDIR, unloadable model
         print(f"error: {e}", file=sys.stderr)
         return 2
@@ -77,7 +79,6 @@ def run_models(args: argparse.Namespace) -> int:
 
 def run_export(args: argparse.Namespace) -> int:
     """Writes a training workdir's parameters (--weights) and model.json as a model folder."""
-    from d2ljax import checkpoints
     try:
         metadata = checkpoints.read_model_json(args.workdir)
         model, variables = checkpoints.load_model(args.workdir, weights=args.weights)
@@ -97,9 +98,10 @@ def run_export(args: argparse.Namespace) -> int:
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m d2ljax", description="D2LNet JPEG artifact removal.")
+    parser.add_argument("--version", action="version", version=f"d2ljax {d2ljax.__version__}")
     commands = parser.add_subparsers(dest="command", required=True)
     restore_parser = commands.add_parser("restore", help="restore JPEG photos",
-                                         description=restore.__doc__.split("\n")[0])
+                                         description=restoration.__doc__.split("\n")[0])
     add_restore_arguments(restore_parser)
     restore_parser.set_defaults(run=run_restore)
     commands.add_parser("models", help="list the named models").set_defaults(run=run_models)

@@ -1,19 +1,23 @@
-"""Model folders: the architecture as JSON beside its parameters as an orbax checkpoint.
+"""Model folders and training checkpoints: everything d2ljax writes to disk for a model.
 
 A model folder holds `model.json` (`{"architecture": "D2LNet", "in_chn", "wf", "depth",
-"relu_slope", ...metadata}`) and `params/` (orbax). `d2ljax.convert` writes one, training
-exports one, and `load_model` reads either that or a training workdir (its best, else its
-latest, checkpoint; EMA parameters when the run kept them).
+"relu_slope", ...metadata}`) and `params/` (orbax). `d2ljax.convert` writes one and
+`python -m d2ljax export` makes one of a training workdir. A training workdir holds
+`model.json` too, beside `checkpoints/` (orbax, written through `checkpoint_manager`: the
+latest checkpoints and the best by validation PSNR). `load_model` reads either kind.
+
+Loading needs neither the trainer nor its optimiser: this module imports orbax, not optax or
+TensorFlow, and the trainer (`d2ljax.train_lib`) imports it.
 """
 from __future__ import annotations
 
 import json
+import logging
 import os
 import shutil
 from typing import Any, Mapping
 
 import jax
-import jax.numpy as jnp
 import numpy as np
 import orbax.checkpoint as ocp
 
@@ -21,6 +25,9 @@ from d2ljax.model import D2LNet
 
 MODEL_JSON = "model.json"
 ARCH_FIELDS = ("in_chn", "wf", "depth", "relu_slope")
+CHECKPOINT_DIR = "checkpoints"  # of a training workdir
+BEST_METRIC = "val_psnr"  # the validation metric that picks a workdir's best checkpoint
+EXPORT_WEIGHTS = ("ema", "trained")  # which of a workdir's parameters load_model returns
 
 
 def model_config(model: D2LNet) -> dict:
@@ -35,20 +42,7 @@ def model_from_config(config: Mapping[str, Any], dtype=None) -> D2LNet:
 
 def abstract_variables(model: D2LNet) -> dict:
     """Shapes and dtypes of the model's variables, without computing anything."""
-    probe = jnp.zeros((1, model.multiple, model.multiple, model.in_chn), jnp.float32)
-    return jax.eval_shape(model.init, jax.random.PRNGKey(0), probe)
-
-
-def random_variables(model: D2LNet, seed: int = 0, scale: float = 0.05) -> dict:
-    """Variables of the right shapes with N(0, scale^2) values, without running model.init.
-
-    For tests and benchmarks: `model.init` compiles the whole network, which is slow on CPU.
-    scale 0 gives all zeros, a model that returns its input exactly.
-    """
-    leaves, treedef = jax.tree_util.tree_flatten(abstract_variables(model))
-    rng = np.random.default_rng(seed)
-    return jax.tree_util.tree_unflatten(
-        treedef, [(scale * rng.standard_normal(leaf.shape)).astype(np.float32) for leaf in leaves])
+    return jax.eval_shape(model.init, jax.random.PRNGKey(0), model.init_input())
 
 
 def save_model(directory: str, model: D2LNet, variables: Mapping, *, overwrite: bool = False,
@@ -79,14 +73,62 @@ def read_model_json(directory: str) -> dict:
 
 def load_model(directory: str, dtype=None, weights: str = "ema") -> tuple[D2LNet, dict]:
     """`(model, variables)` from a model folder or a training workdir (`weights`: which of the
-    workdir's parameters, see train_lib.restore_export_variables)."""
+    workdir's parameters, see `load_workdir_variables`)."""
     directory = os.path.abspath(os.path.expanduser(directory))
     if not os.path.isdir(directory):
-        raise FileNotFoundError(f"no such model folder: {directory}")
+        raise FileNotFoundError(f"no such model folder or training workdir: {directory}")
     model = model_from_config(read_model_json(directory), dtype)
     target = {"params": abstract_variables(model)["params"]}
     if os.path.isdir(os.path.join(directory, "params")):
         with ocp.StandardCheckpointer() as checkpointer:
             return model, checkpointer.restore(os.path.join(directory, "params"), target)
-    from d2ljax import train_lib  # a training workdir
-    return model, train_lib.restore_export_variables(directory, target, weights)
+    return model, load_workdir_variables(directory, target, weights)
+
+
+# ----------------------------------------------------------------------------- training checkpoints
+def checkpoint_manager(workdir: str, keep: int = 1, read_only: bool = False) -> ocp.CheckpointManager:
+    """WORKDIR/checkpoints: async saves, keeping the latest `keep` and the best by BEST_METRIC."""
+    policy = ocp.checkpoint_managers.AnyPreservationPolicy([
+        ocp.checkpoint_managers.LatestN(n=keep),
+        ocp.checkpoint_managers.BestN(get_metric_fn=_best_metric, n=1)])
+    options = ocp.CheckpointManagerOptions(
+        best_fn=_best_metric, best_mode="max", preservation_policy=policy,
+        enable_async_checkpointing=not read_only, read_only=read_only)
+    return ocp.CheckpointManager(os.path.join(os.path.abspath(workdir), CHECKPOINT_DIR), options=options,
+                                 item_handlers=ocp.PyTreeCheckpointHandler())
+
+
+def _best_metric(saved_metrics: dict) -> float:
+    return saved_metrics[BEST_METRIC]
+
+
+def load_workdir_variables(workdir: str, target: dict, weights: str = "ema") -> dict:
+    """{'params': ...} of a training workdir, as NumPy arrays shaped like target['params'].
+
+    weights 'ema': the best checkpoint by validation PSNR (else the latest), its EMA
+    parameters when the run kept them (else its parameters); 'trained': the latest
+    checkpoint's trained (not averaged) parameters.
+    """
+    if weights not in EXPORT_WEIGHTS:
+        raise ValueError(f"weights={weights!r}: must be one of {EXPORT_WEIGHTS}")
+    with checkpoint_manager(workdir, read_only=True) as manager:
+        step = manager.best_step() if weights == "ema" else None
+        step = manager.latest_step() if step is None else step
+        if step is None:
+            raise FileNotFoundError(f"{workdir}: no checkpoint in {CHECKPOINT_DIR}/")
+        has_ema = manager.item_metadata(step).get("ema_params") is not None
+        key = "ema_params" if weights == "ema" and has_ema else "params"
+        as_numpy = jax.tree.map(lambda _: ocp.RestoreArgs(restore_type=np.ndarray), target["params"])
+        restored = manager.restore(step, args=ocp.args.PyTreeRestore(
+            item={key: target["params"]}, restore_args={key: as_numpy}, partial_restore=True))
+    return {"params": restored[key]}
+
+
+def resume_state(manager: ocp.CheckpointManager, state):
+    """The latest checkpoint, placed like the pytree `state`, or `state` itself when there is none."""
+    step = manager.latest_step()
+    if step is None:
+        return state
+    logging.info("resuming from step %d of %s", step, manager.directory)
+    return manager.restore(step, args=ocp.args.PyTreeRestore(
+        state, restore_args=ocp.checkpoint_utils.construct_restore_args(state)))

@@ -15,11 +15,10 @@ import re
 import sys
 from typing import Mapping, Union
 
-import jax
-import jax.numpy as jnp
 import numpy as np
 from flax import traverse_util
 
+from d2ljax import checkpoints
 from d2ljax.model import D2LNet
 
 # Tensors the released model creates but never uses (spec/architecture.md).
@@ -121,8 +120,7 @@ def from_torch(source, param_key: str | None = None, dtype=None) -> tuple[D2LNet
     """
     state = load_state_dict(source, param_key)
     model = D2LNet(**infer_config(state), dtype=dtype)
-    expected = traverse_util.flatten_dict(jax.eval_shape(
-        model.init, jax.random.PRNGKey(0), jnp.zeros((1, model.multiple, model.multiple, model.in_chn)))["params"])
+    expected = traverse_util.flatten_dict(checkpoints.abstract_variables(model)["params"])
     params, unexpected, misshaped, seen = {}, [], [], set()
     for key, value in state.items():
         if any(p.match(key) for p in UNUSED_KEYS):
@@ -151,7 +149,6 @@ def _torch_shape(flax_shape) -> tuple:
 
 def main(argv: list[str]) -> int:
     import argparse
-    from d2ljax import checkpoints
     parser = argparse.ArgumentParser(prog="python -m d2ljax.convert", description=__doc__.split("\n")[0])
     parser.add_argument("source", help="PyTorch checkpoint (.pth/.pt, needs torch) or .npz of torch keys")
     parser.add_argument("out_dir", help="folder to write (an orbax model folder d2ljax loads)")

@@ -10,7 +10,6 @@ from __future__ import annotations
 import collections
 import concurrent.futures
 import dataclasses
-import functools
 import json
 import os
 from typing import Callable, Sequence
@@ -20,6 +19,7 @@ from PIL import Image
 from tqdm import tqdm
 
 from d2ljax import metrics
+from d2ljax.imageio import mode_channels
 from d2ljax.jpeg import check_quality, compress
 from d2ljax.testsets import check_mode, iter_images, open_set
 
@@ -45,18 +45,20 @@ def measure(gt: np.ndarray, test: np.ndarray) -> dict[str, float]:
             "psnrb": metrics.psnrb(gt, test)}
 
 
-def checkpoint_method(directory: str, mode: str) -> Method:
-    """Loads a model folder as a Method named after the folder; its channels must fit `mode`."""
-    from d2ljax.checkpoints import load_model
-    from d2ljax.inference import restore_uint8
+def checkpoint_method(model: str, mode: str) -> Method:
+    """A named model, model folder or training workdir (d2ljax.pretrained.resolve) as a Method
+    named after it. Its model.json is read now (its channels must fit `mode`), its parameters
+    at the first image."""
+    from d2ljax import pretrained
+    from d2ljax.inference import apply_image
 
-    model, variables = load_model(directory)
-    channels = 1 if mode == "gray" else 3
-    if model.in_chn != channels:
-        raise ValueError(f"{directory}: the model takes {model.in_chn}-channel images (in_chn={model.in_chn}) "
+    entry = pretrained.model_entry(model)
+    channels = mode_channels(mode)
+    if entry.in_chn != channels:
+        raise ValueError(f"{model}: the model takes {entry.in_chn}-channel images (in_chn={entry.in_chn}) "
                          f"but mode {mode!r} needs {channels}")
-    name = os.path.basename(os.path.normpath(directory))
-    return Method(name, functools.partial(restore_uint8, model, variables))
+    name = os.path.basename(os.path.normpath(model))
+    return Method(name, lambda image: apply_image(*entry.loaded, image))
 
 
 def save_image(folder: str, record: dict, image: np.ndarray) -> None:
@@ -67,7 +69,7 @@ def save_image(folder: str, record: dict, image: np.ndarray) -> None:
     Image.fromarray(image.reshape(image.shape[:2]) if image.shape[-1:] == (1,) else image).save(path)
 
 
-def summarise(per_image: Sequence[dict]) -> list[dict]:
+def average_per_set(per_image: Sequence[dict]) -> list[dict]:
     """Per (dataset, mode, qf, method): the mean of each metric over images, and n_images."""
     groups: dict[tuple, list[dict]] = collections.defaultdict(list)
     for record in per_image:
@@ -82,7 +84,7 @@ def evaluate(datasets: Sequence[str], mode: str, qfs: Sequence[int], methods: Se
              workers: int | None = None) -> dict:
     """Evaluates each method on each set at each QF.
 
-    Returns {"results": summarise(...), "per_image": [...], "skipped": [...]}; skipped lists the
+    Returns {"results": average_per_set(...), "per_image": [...], "skipped": [...]}; skipped lists the
     files that could not be read (named, with the reason). Raises ValueError for a bad QF, a
     mode a set cannot take, or two sets or methods with the same name.
     """
@@ -125,7 +127,7 @@ def evaluate(datasets: Sequence[str], mode: str, qfs: Sequence[int], methods: Se
                     bar.update()
             bar.update((len(skipped) - n_skipped) * len(qfs))
         collect(0)
-    return {"results": summarise(per_image), "per_image": per_image, "skipped": skipped}
+    return {"results": average_per_set(per_image), "per_image": per_image, "skipped": skipped}
 
 
 def _cell(row: dict | None) -> str:

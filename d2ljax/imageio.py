@@ -15,6 +15,9 @@ from PIL import Image
 
 # The four photos shipped with the package: the quickstart's data and the validation photos.
 SAMPLE_PHOTOS_DIR = Path(__file__).resolve().parent / "assets" / "photos"
+# The two kinds of image d2ljax trains, evaluates and restores, and their channels (gray: the
+# protocol's BT.601 Y).
+MODES = {"gray": 1, "color": 3}
 IMAGE_EXTENSIONS = (".bmp", ".png", ".jpg", ".jpeg", ".tif", ".tiff", ".webp", ".ppm", ".pgm")
 
 
@@ -50,7 +53,15 @@ def list_image_files(specs: str | Sequence[str]) -> list[str]:
     return files
 
 
-def check_mode(image: Image.Image, path: str) -> None:
+def mode_channels(mode: str) -> int:
+    """The image channels of a mode ('gray' 1, 'color' 3); ValueError for any other mode."""
+    if mode not in MODES:
+        raise ValueError(f"mode must be one of {tuple(MODES)}, got {mode!r}")
+    return MODES[mode]
+
+
+def check_pixel_format(image: Image.Image, path: str) -> None:
+    """Raises ImageError for what d2ljax cannot restore: 16-bit, float, CMYK, animated, empty."""
     if image.mode in ("I;16", "I;16B", "I;16L", "I", "F") or image.mode.startswith("I;16"):
         raise ImageError(f"{path}: {image.mode} (16-bit or float) images are not supported; convert to 8 bits per channel")
     if image.mode == "CMYK":
@@ -71,7 +82,7 @@ def read_image(path: str, mode: str | None = None) -> np.ndarray:
     """
     try:
         with Image.open(path) as image:
-            check_mode(image, path)
+            check_pixel_format(image, path)
             image.load()
             is_gray = image.mode in ("L", "1", "LA")
             if mode == "gray" and not is_gray:

@@ -1,13 +1,15 @@
-"""Running a D2LNet on uint8 images, the way the evaluation protocol measures them.
+"""Applying a D2LNet to uint8 images, the way the evaluation protocol measures them.
 
 The network sees float images in [0, 1]; its restored image is clipped to [0, 1], scaled by
-255 and rounded to uint8 before any metric (spec/protocol.md, "Images").
+255 and rounded to uint8 before any metric (spec/protocol.md, "Images"). These functions take
+images of the model's channels at their exact size; `d2ljax.restoration` builds photo
+restoration (model choice, gray/colour, buckets, tiles) on them.
 
 Inference runs in exact float32 by default. On GPUs, JAX's default precision lets float32
-convolutions and matrix products use TF32 (10-bit mantissa): on an H200 that moved the released
-model's out_2 by up to 3e-3 (most of a grey level) and its input gradient by 9%, against 5e-7
-with "highest" (`python benchmarks/parity_errors.py`), and the PSNR tables would move with it.
-CPUs compute float32 exactly either way. Training keeps JAX's default (TF32 on GPUs).
+convolutions and matrix products use TF32 (10-bit mantissa), which moves the released model's
+out_2 by up to most of a grey level, and the PSNR tables with it (`python
+benchmarks/parity_errors.py` measures it). CPUs compute float32 exactly either way. Training
+keeps JAX's default (TF32 on GPUs).
 """
 from __future__ import annotations
 
@@ -23,16 +25,16 @@ INFERENCE_PRECISION = "highest"
 
 
 @functools.lru_cache(maxsize=None)
-def _restore_fn(model: D2LNet):
+def _jitted_apply(model: D2LNet):
     """One jitted function per model; XLA compiles it once per input shape."""
 
     @jax.jit
-    def restore(variables, images_uint8):
+    def apply(variables, images_uint8):
         x = images_uint8.astype(jnp.float32) / 255.0
         out_2 = model.apply(variables, x)[3]
         return to_uint8(out_2)
 
-    return restore
+    return apply
 
 
 def to_uint8(x: jnp.ndarray) -> jnp.ndarray:
@@ -40,12 +42,12 @@ def to_uint8(x: jnp.ndarray) -> jnp.ndarray:
     return jnp.round(jnp.clip(x, 0.0, 1.0) * 255.0).astype(jnp.uint8)
 
 
-def restore_batch(model: D2LNet, variables, images: np.ndarray,
-                  precision: str = INFERENCE_PRECISION) -> np.ndarray:
+def apply_batch(model: D2LNet, variables, images: np.ndarray,
+                precision: str = INFERENCE_PRECISION) -> np.ndarray:
     """Restores a (N, H, W, C) uint8 batch; C must equal the model's in_chn.
 
     precision: JAX's matmul precision for the convolutions ("highest": exact float32;
-    "default": TF32 on GPUs, about 3x faster there, up to ~1 grey level off the released model).
+    "default": TF32 on GPUs, faster there, up to ~1 grey level off the released model).
     """
     images = np.asarray(images)
     if images.dtype != np.uint8 or images.ndim != 4:
@@ -53,12 +55,12 @@ def restore_batch(model: D2LNet, variables, images: np.ndarray,
     if images.shape[-1] != model.in_chn:
         raise ValueError(f"the model restores {model.in_chn}-channel images; got {images.shape[-1]} channels")
     with jax.default_matmul_precision(precision):  # traced, lowered and cached per precision
-        return np.asarray(_restore_fn(model)(variables, images))
+        return np.asarray(_jitted_apply(model)(variables, images))
 
 
-def restore_uint8(model: D2LNet, variables, image: np.ndarray,
-                  precision: str = INFERENCE_PRECISION) -> np.ndarray:
+def apply_image(model: D2LNet, variables, image: np.ndarray,
+                precision: str = INFERENCE_PRECISION) -> np.ndarray:
     """Restores one uint8 image (H x W, H x W x 1 or H x W x 3), returned in the same shape."""
     image = np.asarray(image)
     batch = image[None, :, :, None] if image.ndim == 2 else image[None]
-    return restore_batch(model, variables, batch, precision)[0].reshape(image.shape)
+    return apply_batch(model, variables, batch, precision)[0].reshape(image.shape)

@@ -38,10 +38,11 @@ IJG_CHROMINANCE = np.array([
 QUALITIES = np.arange(1, 101)
 
 
-def check_quality(qf: int) -> int:
-    """Returns qf as int if it is an integer quality factor in 1..100, else raises ValueError."""
+def check_quality(qf: int, name: str = "JPEG quality factor") -> int:
+    """Returns qf as int if it is an integer quality factor in 1..100, else raises ValueError
+    (naming the argument `name`)."""
     if isinstance(qf, bool) or not isinstance(qf, (int, np.integer)) or not 1 <= qf <= 100:
-        raise ValueError(f"JPEG quality factor must be an integer in 1..100, got {qf!r}")
+        raise ValueError(f"{name} must be an integer in 1..100, got {qf!r}")
     return int(qf)
 
 

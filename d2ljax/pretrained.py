@@ -8,7 +8,9 @@ are searched in this order, the first one with a name winning:
 2. the user cache `~/.cache/d2ljax/models` (`$XDG_CACHE_HOME/d2ljax/models` when set),
 3. `d2ljax/pretrained/` inside the package (the models shipped with d2ljax).
 
-A path to a model folder (or a training workdir) works wherever a name does.
+Wherever d2ljax takes a model (`load_pretrained`, `d2ljax.restore`, the restore CLI's --model
+and --checkpoint, evaluate.py's --checkpoint, training's config.init_from), `resolve` turns a
+name, a model folder or a training workdir into a folder: one vocabulary everywhere.
 
 Besides the architecture, `model.json` may say what a model restores, so that
 `d2ljax.restore` can pick the right one for a photo:
@@ -24,20 +26,21 @@ import dataclasses
 import functools
 import os
 import re
-from typing import Any, Callable, Mapping, Optional
+from typing import Any, Callable, Mapping, Optional, Union
 
 from d2ljax import checkpoints
+from d2ljax.imageio import MODES
 from d2ljax.model import D2LNet
 
 PACKAGE_MODELS = os.path.join(os.path.dirname(os.path.abspath(__file__)), "pretrained")
-MODES = {"gray": 1, "color": 3}
 BLIND = ((1, 100),)
 
 Qualities = Optional[tuple[tuple[int, int], ...]]
+ModelName = Union[str, os.PathLike]
 
 
 class UnknownModelError(LookupError):
-    """A model name that is neither on the search path nor a model folder."""
+    """A model name that is neither on the search path nor a model folder or training workdir."""
 
 
 def cache_dir() -> str:
@@ -70,8 +73,10 @@ def list_pretrained() -> list[str]:
     return sorted(_index())
 
 
-def resolve(name: str) -> str:
-    """The folder of a named model, or `name` itself when it is a model folder."""
+def resolve(name: ModelName) -> str:
+    """The folder of a named model, or `name` itself when it is a model folder or a training
+    workdir (both hold a model.json)."""
+    name = os.fspath(name)
     index = _index()
     if name in index:
         return index[name]
@@ -79,12 +84,12 @@ def resolve(name: str) -> str:
     if os.path.isfile(os.path.join(path, checkpoints.MODEL_JSON)):
         return os.path.abspath(path)
     available = ", ".join(sorted(index)) or "none installed"
-    raise UnknownModelError(f"unknown model {name!r}: not a model folder, and not one of the named models "
-                            f"({available}); searched {os.pathsep.join(search_path())}")
+    raise UnknownModelError(f"unknown model {name!r}: not a model folder or training workdir, and not one of "
+                            f"the named models ({available}); searched {os.pathsep.join(search_path())}")
 
 
-def load_pretrained(name: str, dtype=None) -> tuple[D2LNet, dict]:
-    """`(model, variables)` of a named model or a model-folder path."""
+def load_pretrained(name: ModelName, dtype=None) -> tuple[D2LNet, dict]:
+    """`(model, variables)` of a named model, a model folder or a training workdir."""
     return checkpoints.load_model(resolve(name), dtype)
 
 
@@ -141,10 +146,10 @@ def entry_from_metadata(name: str, metadata: Mapping[str, Any], loader) -> Model
     return ModelEntry(name, in_channels(metadata), parse_qualities(metadata.get("qf")), loader)
 
 
-def model_entry(name: str) -> ModelEntry:
-    """The entry of a named model or a model-folder path (reads model.json only)."""
+def model_entry(name: ModelName) -> ModelEntry:
+    """The entry of a named model, a model folder or a training workdir (reads model.json only)."""
     folder = resolve(name)
-    return entry_from_metadata(name, checkpoints.read_model_json(folder),
+    return entry_from_metadata(os.fspath(name), checkpoints.read_model_json(folder),
                                functools.partial(checkpoints.load_model, folder))
 
 

@@ -1,14 +1,17 @@
-"""Restoring photos: any size, gray or colour, with the model nearest the photo's JPEG quality.
+"""Restoring photos: any size, gray or colour, with the model that fits the photo's JPEG quality.
 
     python -m d2ljax restore photo.jpg folder/ 'more/*.jpg' -o restored/ [--model NAME] [--verbose]
 
-`restore(image, model=...)` takes a uint8 numpy array or a PIL image and returns the same kind;
-`restore_files` is the command line's loop (one line per bad file, a summary, no overwriting).
-Choices (numbers from benchmarks/restore_speed.py, see docs/restore.md):
+`restore(image, model=...)` (`d2ljax.restore`) takes a uint8 numpy array, a PIL image or an
+image file's path; `restore_files` is the command line's loop (one line per bad file, a
+summary, no overwriting). Vocabulary: `restore*` works on photos and chooses the model;
+`run_*` runs one given model on images of its channels, at any size (`d2ljax.inference`
+applies it at the exact size). Choices (see docs/restore.md):
 
 - Model: the one of the photo's kind (gray/colour) trained for its estimated JPEG quality
   (`d2ljax.jpeg.estimate_quality`) give or take QF_TOLERANCE, else a blind one, else the
-  nearest; see `choose_model`.
+  nearest; for an unknown quality (not a JPEG, an array), the one trained on the widest
+  range of qualities (a blind one); see `choose_model`.
 - Gray model, colour photo: the model restores the photo's BT.601 studio-range Y (the
   protocol's gray, what gray models are trained on) and Cb, Cr are kept. Keeping Cb, Cr, the
   inverse transform turns a luma change dY into dY * 255/219 on each of R, G and B, which is
@@ -28,7 +31,7 @@ import math
 import os
 import sys
 from collections import defaultdict
-from typing import Optional, Sequence, Union
+from typing import Any, Mapping, Optional, Sequence, Union
 
 import numpy as np
 from PIL import Image, ImageOps
@@ -46,7 +49,7 @@ SAVE_OPTIONS = {"png": {}, "tiff": {"compression": "tiff_adobe_deflate"}}
 # A model trained within this many QF steps of a photo fits it as well as a blind one does
 # (a judgement, not a measurement: the paper's per-QF models are better at their own QF).
 QF_TOLERANCE = 5
-FAR, UNSTATED = 50, 100  # quality_distance of a fixed-QF model to a non-JPEG, of a model stating no QF
+UNSTATED = 100  # quality_distance of a model that states no QF
 FILES_PER_CHUNK = 8  # photos decoded at once by restore_files: bounds memory, allows batching
 
 
@@ -61,10 +64,34 @@ class Options:
     bucket: int = 64  # pad H, W up to multiples of this; 0 or 1: exact sizes (one compile per size)
 
     def __post_init__(self):
-        if self.tile < 1 or not 0 <= 2 * self.overlap <= self.tile or self.bucket < 0:
-            raise ValueError(f"need tile >= 1, 0 <= 2 * overlap <= tile and bucket >= 0: {self}")
+        """Raises a ValueError naming the first bad option."""
+        for field in dataclasses.fields(self):
+            value = getattr(self, field.name)
+            if isinstance(value, bool) or not isinstance(value, (int, np.integer)):
+                raise ValueError(f"option {field.name}={value!r}: must be an integer")
+        for name, ok, rule in (("tile", self.tile >= 1, ">= 1"),
+                               ("overlap", 0 <= 2 * self.overlap <= self.tile, "in 0..tile/2"),
+                               ("bucket", self.bucket >= 0, ">= 0")):
+            if not ok:
+                raise ValueError(f"option {name}={getattr(self, name)}: must be {rule} ({self})")
         if padded(self.tile, self.bucket) ** 2 > self.max_pixels:
-            raise ValueError(f"a (padded) tile must fit max_pixels: {self}")
+            raise ValueError(f"option max_pixels={self.max_pixels}: must hold a tile ({self.tile} padded to a "
+                             f"multiple of bucket={self.bucket}, squared)")
+
+
+def as_options(options: Union[Options, Mapping[str, Any], None]) -> Options:
+    """Options from an Options, a dict of some of its fields (`{"tile": 256}`) or None (defaults)."""
+    if options is None:
+        return Options()
+    if isinstance(options, Options):
+        return options
+    if not isinstance(options, Mapping):
+        raise ValueError(f"options must be a restoration.Options or a dict, got {type(options).__name__}")
+    names = [field.name for field in dataclasses.fields(Options)]
+    unknown = [key for key in options if key not in names]
+    if unknown:
+        raise ValueError(f"unknown option {unknown[0]!r}: the options are {', '.join(names)}")
+    return Options(**options)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -122,7 +149,7 @@ def ramp(length: int, start: int, total: int, overlap: int) -> np.ndarray:
 
 # --- running the network -----------------------------------------------------------------
 
-def run_model(model: D2LNet, variables, images: Sequence[np.ndarray], options: Options) -> list[np.ndarray]:
+def run_bucketed(model: D2LNet, variables, images: Sequence[np.ndarray], options: Options) -> list[np.ndarray]:
     """Restores HxWxC uint8 images as they are: grouped by size bucket, reflect-padded to it,
     batched (up to max_pixels, power-of-two batch sizes) and cropped back."""
     groups = defaultdict(list)
@@ -134,17 +161,17 @@ def run_model(model: D2LNet, variables, images: Sequence[np.ndarray], options: O
         for start in range(0, len(indices), per_batch):
             for chunk in power_of_two_splits(indices[start:start + per_batch]):
                 batch = np.stack([pad_reflect(images[i], height, width) for i in chunk])
-                for i, restored in zip(chunk, inference.restore_batch(model, variables, batch)):
+                for i, restored in zip(chunk, inference.apply_batch(model, variables, batch)):
                     out[i] = restored[:images[i].shape[0], :images[i].shape[1]]
     return out
 
 
-def restore_tiled(model: D2LNet, variables, image: np.ndarray, options: Options) -> np.ndarray:
+def run_tiled(model: D2LNet, variables, image: np.ndarray, options: Options) -> np.ndarray:
     """Restores HxWxC in overlapping tiles (batched together) blended by `ramp` weights."""
     h, w = image.shape[:2]
     th, tw, overlap = min(options.tile, h), min(options.tile, w), options.overlap
     corners = [(y, x) for y in tile_starts(h, th, overlap) for x in tile_starts(w, tw, overlap)]
-    tiles = run_model(model, variables, [image[y:y + th, x:x + tw] for y, x in corners], options)
+    tiles = run_bucketed(model, variables, [image[y:y + th, x:x + tw] for y, x in corners], options)
     total, weights = np.zeros(image.shape), np.zeros((h, w, 1))
     for (y, x), tile in zip(corners, tiles):
         weight = np.outer(ramp(th, y, h, overlap), ramp(tw, x, w, overlap))[..., None]
@@ -153,13 +180,13 @@ def restore_tiled(model: D2LNet, variables, image: np.ndarray, options: Options)
     return np.round(total / weights).astype(np.uint8)
 
 
-def restore_images(model: D2LNet, variables, images: Sequence[np.ndarray], options: Options = Options()
-                   ) -> list[np.ndarray]:
+def run_images(model: D2LNet, variables, images: Sequence[np.ndarray], options: Options = Options()
+               ) -> list[np.ndarray]:
     """Restores HxWx(in_chn) uint8 images: whole (batched by bucket) up to max_pixels, else tiled."""
     fits = [padded(im.shape[0], options.bucket) * padded(im.shape[1], options.bucket) <= options.max_pixels
             for im in images]
-    whole = iter(run_model(model, variables, [im for im, f in zip(images, fits) if f], options))
-    return [next(whole) if f else restore_tiled(model, variables, im, options) for im, f in zip(images, fits)]
+    whole = iter(run_bucketed(model, variables, [im for im, f in zip(images, fits) if f], options))
+    return [next(whole) if f else run_tiled(model, variables, im, options) for im, f in zip(images, fits)]
 
 
 # --- gray and colour ---------------------------------------------------------------------
@@ -183,45 +210,74 @@ def merge_channels(image: np.ndarray, model_input: np.ndarray, restored: np.ndar
 
 # --- choosing a model --------------------------------------------------------------------
 
-def quality_distance(qualities: pretrained.Qualities, quality: Optional[int]) -> float:
+def quality_distance(qualities: pretrained.Qualities, quality: int) -> float:
     """How many QF steps a photo's quality lies from what a model was trained at (0: inside).
 
-    An unknown quality (not a JPEG) is 0 from a blind model and FAR from any other; a model
-    that states no quality is UNSTATED from everything, so it is chosen only when alone.
+    A model that states no quality is UNSTATED from everything, so it is chosen only when alone.
     """
     if qualities is None:
         return UNSTATED
-    if quality is None:
-        return 0 if qualities == pretrained.BLIND else FAR
     return min(max(lo - quality, 0, quality - hi) for lo, hi in qualities)
 
 
-def choose_model(entries: Sequence[ModelEntry], channels: int, quality: Optional[int]) -> ModelEntry:
-    """The model for a photo of `channels` (1 or 3) and estimated `quality`.
+def quality_width(qualities: pretrained.Qualities) -> int:
+    """How many QF steps a model's training range spans (0: one QF; unstated counts as blind)."""
+    return sum(hi - lo for lo, hi in qualities or pretrained.BLIND)
 
-    In order: the photo's own kind (gray/colour); the fewest QF steps beyond QF_TOLERANCE;
-    the narrowest training range (so a QF-30 model beats a blind one on a QF-28 photo, and a
-    blind one beats QF-10 and QF-30 models on a QF-21 photo); the nearest; the first listed.
+
+def choose_model(entries: Sequence[ModelEntry], channels: int, quality: Optional[int]) -> ModelEntry:
+    """The model for a photo of `channels` (1 or 3) and estimated `quality` (None: unknown).
+
+    In order: the photo's own kind (gray/colour); then, for a known quality, the fewest QF
+    steps beyond QF_TOLERANCE, the narrowest training range (so a QF-30 model beats a blind one
+    on a QF-28 photo, and a blind one beats QF-10 and QF-30 models on a QF-21 photo) and the
+    nearest; for an unknown quality, a model that states its qualities and the widest range
+    (a blind model, whatever range its model.json gives, beats a QF-10 one); the first listed.
     """
     if not entries:
         raise ValueError("no model to choose from")
 
     def rank(item):
         index, entry = item
-        distance = quality_distance(entry.qualities, quality)
-        width = sum(hi - lo for lo, hi in entry.qualities or pretrained.BLIND)
-        return entry.in_chn != channels, max(distance - QF_TOLERANCE, 0), width, distance, index
+        width = quality_width(entry.qualities)
+        if quality is None:
+            fit = (entry.qualities is None, -width)
+        else:
+            distance = quality_distance(entry.qualities, quality)
+            fit = (max(distance - QF_TOLERANCE, 0), width, distance)
+        return (entry.in_chn != channels, *fit, index)
 
     return min(enumerate(entries), key=rank)[1]
 
 
-def model_entries(model: Union[D2LNet, str, Sequence, None] = None, variables=None) -> list[ModelEntry]:
-    """The models to choose from: a D2LNet with its variables, a name or model-folder path, a
-    list of names / ModelEntry, or None for every named model (d2ljax.pretrained)."""
+Models = Union[D2LNet, pretrained.ModelName, tuple, ModelEntry, Sequence, None]
+
+
+def is_pair(model: Any) -> bool:
+    """Whether `model` is a `(D2LNet, variables)` pair, as load_pretrained returns."""
+    return isinstance(model, tuple) and len(model) == 2 and isinstance(model[0], D2LNet)
+
+
+def as_entry(model: Any) -> ModelEntry:
+    """A ModelEntry of a ModelEntry, a (model, variables) pair, a name, a model folder or a workdir."""
+    if isinstance(model, ModelEntry):
+        return model
+    if is_pair(model):
+        return ModelEntry("model", model[0].in_chn, None, lambda: model)
+    if not isinstance(model, (str, os.PathLike)):
+        raise TypeError(f"a model is a name, a model folder or training workdir, a (model, variables) pair "
+                        f"or a ModelEntry; got {type(model).__name__}")
+    return pretrained.model_entry(model)
+
+
+def model_entries(model: Models = None, variables=None) -> list[ModelEntry]:
+    """The models to choose from: None for every named model (d2ljax.pretrained), a D2LNet with
+    its `variables`, or one or a list of: a name, a model folder or training workdir
+    (pretrained.resolve), a `(model, variables)` pair (as load_pretrained returns), a ModelEntry."""
     if isinstance(model, D2LNet):
         if variables is None:
             raise ValueError("a D2LNet model needs its variables")
-        return [ModelEntry("model", model.in_chn, None, lambda: (model, variables))]
+        return [as_entry((model, variables))]
     if model is None:
         entries = pretrained.all_entries()
         if not entries:
@@ -229,8 +285,9 @@ def model_entries(model: Union[D2LNet, str, Sequence, None] = None, variables=No
                 "no named models installed; pass a model or a model folder (search path: "
                 f"{os.pathsep.join(pretrained.search_path())})")
         return entries
-    names = [model] if isinstance(model, str) else list(model)
-    return [m if isinstance(m, ModelEntry) else pretrained.model_entry(m) for m in names]
+    if is_pair(model) or isinstance(model, (str, os.PathLike, ModelEntry)):
+        model = [model]
+    return [as_entry(m) for m in model]
 
 
 def restore_photos(photos: Sequence[Photo], chosen: Sequence[ModelEntry], options: Options = Options()
@@ -241,7 +298,7 @@ def restore_photos(photos: Sequence[Photo], chosen: Sequence[ModelEntry], option
         indices = [i for i, c in enumerate(chosen) if c is entry]
         model, variables = entry.loaded
         inputs = [split_channels(photos[i].pixels, model.in_chn) for i in indices]
-        for i, x, y in zip(indices, inputs, restore_images(model, variables, inputs, options)):
+        for i, x, y in zip(indices, inputs, run_images(model, variables, inputs, options)):
             out[i] = dataclasses.replace(photos[i], pixels=merge_channels(photos[i].pixels, x, y))
     return out
 
@@ -263,7 +320,7 @@ def upright(pixels: np.ndarray, exif: Image.Exif, icc_profile: Optional[bytes], 
 def photo_from_pil(image: Image.Image, quality: Optional[int] = None) -> Photo:
     """A Photo of an opened PIL image; its JPEG quality is estimated unless given."""
     name = getattr(image, "filename", "") or "<image>"
-    imageio.check_mode(image, name)
+    imageio.check_pixel_format(image, name)
     if quality is None and image.format == "JPEG":
         quality = jpeg.estimate_quality(image)
     pixels = np.asarray(image.convert("L" if image.mode in GRAY_MODES else "RGB"))
@@ -298,25 +355,52 @@ def write_photo(photo: Photo, path: str, fmt: str = "png") -> None:
             os.remove(partial)
 
 
-def restore(image: Union[np.ndarray, Image.Image], model: Union[D2LNet, str, Sequence, None] = None,
-            variables=None, *, quality: Optional[int] = None, options: Options = Options()):
-    """Restores one uint8 image (HxW, HxWx1 or HxWx3 numpy, or PIL) and returns the same kind.
+@dataclasses.dataclass(frozen=True)
+class RestoreInfo:
+    """What `restore(..., return_info=True)` chose."""
+    model: str  # the chosen model's name ("model" for one given as (model, variables))
+    trained: str  # what it was trained for, e.g. "color_blind (color, QF 10-90)"
+    quality: Optional[int]  # the JPEG quality it was chosen for (given or estimated); None: unknown
 
-    model: see `model_entries` (default: the named model fitting best). quality: the JPEG quality
-    to choose the model for; by default estimated for a PIL JPEG, unknown for an array.
-    A PIL image comes back upright, with its ICC profile and EXIF in `info`.
-    """
-    entries = model_entries(model, variables)
+
+def as_photo(image: Union[np.ndarray, Image.Image, str, os.PathLike], quality: Optional[int]) -> Photo:
+    """A Photo of an array, a PIL image or an image file; `quality` replaces the estimate."""
+    if isinstance(image, (str, os.PathLike)):
+        photo = read_photo(os.fspath(image))
+        return photo if quality is None else dataclasses.replace(photo, quality=quality)
     if isinstance(image, Image.Image):
-        photo = photo_from_pil(image, quality)
+        return photo_from_pil(image, quality)
+    array = np.asarray(image)
+    if array.dtype != np.uint8 or not (array.ndim == 2 or (array.ndim == 3 and array.shape[-1] in (1, 3))):
+        raise ValueError(f"expected a uint8 HxW, HxWx1 or HxWx3 image, got {array.dtype} {array.shape}")
+    return Photo(array[..., 0] if array.ndim == 3 and array.shape[-1] == 1 else array, quality)
+
+
+def restore(image: Union[np.ndarray, Image.Image, str, os.PathLike], model: Models = None, variables=None, *,
+            quality: Optional[int] = None, options: Union[Options, Mapping[str, Any], None] = None,
+            return_info: bool = False):
+    """Restores one photo with the model that fits it best (`choose_model`).
+
+    image: a uint8 array (HxW, HxWx1 or HxWx3), returned as an array of the same shape; or a
+      PIL image or an image file's path, returned as a PIL image, upright, with the ICC profile
+      and EXIF in `info` (`out.save("out.png", **out.info)` keeps them).
+    model: see `model_entries` (default: every named model). quality: the JPEG quality (1..100)
+      to choose the model for; by default estimated from a JPEG (file or PIL), unknown for an
+      array or another format, which gets a blind model.
+    options: an Options or a dict of some of its fields (`{"tile": 256}`).
+    return_info: return `(restored, RestoreInfo)`, saying which model and quality were used.
+    Raises ValueError naming a bad option, quality or image.
+    """
+    quality = None if quality is None else jpeg.check_quality(quality, "quality")
+    options = as_options(options)
+    photo = as_photo(image, quality)
+    entry = choose_model(model_entries(model, variables), 1 if photo.pixels.ndim == 2 else 3, photo.quality)
+    restored = restore_photos([photo], [entry], options)[0]
+    if isinstance(image, (Image.Image, str, os.PathLike)):
+        out = to_pil(restored)
     else:
-        array = np.asarray(image)
-        if array.dtype != np.uint8 or not (array.ndim == 2 or (array.ndim == 3 and array.shape[-1] in (1, 3))):
-            raise ValueError(f"expected a uint8 HxW, HxWx1 or HxWx3 image, got {array.dtype} {array.shape}")
-        photo = Photo(array[..., 0] if array.ndim == 3 and array.shape[-1] == 1 else array, quality)
-    channels = 1 if photo.pixels.ndim == 2 else 3
-    restored = restore_photos([photo], [choose_model(entries, channels, photo.quality)], options)[0]
-    return to_pil(restored) if isinstance(image, Image.Image) else restored.pixels.reshape(np.shape(image))
+        out = restored.pixels.reshape(np.shape(image))
+    return (out, RestoreInfo(entry.name, entry.describe(), photo.quality)) if return_info else out
 
 
 # --- folders of files --------------------------------------------------------------------

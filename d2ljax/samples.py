@@ -30,12 +30,11 @@ import numpy as np
 from PIL import Image
 
 from d2ljax import jpeg
-from d2ljax.imageio import SAMPLE_PHOTOS_DIR, ImageError, list_image_files, read_image
+from d2ljax.imageio import MODES, SAMPLE_PHOTOS_DIR, ImageError, list_image_files, read_image
 from d2ljax.metrics import rgb_to_y
 
 log = logging.getLogger(__name__)
 
-MODES = ("color", "gray")
 PIPELINES = ("tf.data", "grain")
 TFDS_PREFIX = "tfds:"
 # Largest grid offset of the misaligned crop (FBCNN crops P + 8, then P at an offset in [0, 8]).
@@ -83,7 +82,7 @@ class Recipe:
         if self.qf_range is not None:
             object.__setattr__(self, "qf_range", tuple(int(q) for q in self.qf_range))
         if self.mode not in MODES:
-            raise ValueError(f"mode must be one of {MODES}, not {self.mode!r}")
+            raise ValueError(f"mode must be one of {tuple(MODES)}, not {self.mode!r}")
         if not self.qf or (self.qf_range is not None and len(self.qf_range) != 2):
             raise ValueError(f"need at least one QF and qf_range=(lo, hi); got qf={self.qf}, "
                              f"qf_range={self.qf_range}")
@@ -102,7 +101,7 @@ class Recipe:
 
     @property
     def channels(self) -> int:
-        return 3 if self.mode == "color" else 1
+        return MODES[self.mode]
 
 
 # ----------------------------------------------------------------------------- the draws
@@ -355,7 +354,7 @@ def load_store(names: list[str], paths: Optional[list], blobs: Optional[list], m
             infos.append(_scan(_open(paths, blobs, i), i, name, crop))
         except ImageError as e:
             _skip(e)
-    channels = 3 if mode == "color" else 1
+    channels = MODES[mode]
     needed_mb = sum(max(f.height, crop) * max(f.width, crop) * channels for f in infos) / 2**20
     in_memory = needed_mb <= budget_mb
     if not in_memory:

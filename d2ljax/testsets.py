@@ -13,10 +13,8 @@ from typing import Iterator
 
 import numpy as np
 
-from d2ljax.imageio import iter_readable, list_image_files
+from d2ljax.imageio import iter_readable, list_image_files, mode_channels
 from d2ljax.metrics import rgb_to_y
-
-MODES = ("gray", "color")
 
 
 @dataclasses.dataclass(frozen=True)
@@ -73,8 +71,7 @@ def open_set(path: str) -> BenchmarkSet:
 
 def check_mode(bench: BenchmarkSet, mode: str) -> None:
     """Raises ValueError for an unknown mode or a colour evaluation of a gray-only set."""
-    if mode not in MODES:
-        raise ValueError(f"mode must be one of {MODES}, got {mode!r}")
+    mode_channels(mode)
     if mode == "color" and bench.known is not None and not bench.known.color:
         raise ValueError(f"{bench.path}: {bench.known.name} is a gray set; evaluate it with mode 'gray'")
 

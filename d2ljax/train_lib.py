@@ -14,7 +14,6 @@ import contextlib
 import functools
 import io
 import json
-import logging
 import os
 import sys
 import time
@@ -31,20 +30,17 @@ from jax.sharding import NamedSharding, PartitionSpec as P
 from tqdm import tqdm
 
 from d2ljax import checkpoints, losses, metrics, samples
-from d2ljax.imageio import list_image_files, side_by_side
-from d2ljax.inference import restore_uint8
+from d2ljax.checkpoints import BEST_METRIC, checkpoint_manager
+from d2ljax.imageio import MODES, list_image_files, side_by_side
+from d2ljax.inference import apply_image
 from d2ljax.jpeg import compress
 from d2ljax.model import D2LNet, forward_flops
 from d2ljax.testsets import BenchmarkSet, iter_images
 
-MODES = ("color", "gray")
 SCHEDULES = ("cosine", "constant", "budget")
 DTYPES = {"float32": jnp.float32, "bfloat16": jnp.bfloat16}
 # The last convolution of each image head: zero kernel and bias make out_1 == out_2 == input.
 IDENTITY_INIT_CONVS = (("sam12", "conv2"), ("last", "conv_last"), ("last2", "conv_last"))
-BEST_METRIC = "val_psnr"
-CHECKPOINT_DIR = "checkpoints"
-EXPORT_WEIGHTS = ("ema", "trained")
 VAL_PICTURE_SIZE = 192  # side of the validation crops shown in TensorBoard
 
 
@@ -77,7 +73,7 @@ def check_config(config: ml_collections.ConfigDict, device_count: int | None = N
     """Raises a one-line ValueError naming the first bad field."""
     device_count = device_count or jax.device_count()
     process_count = process_count or jax.process_count()
-    _require(config.mode in MODES, f"config.mode={config.mode!r}: must be one of {MODES}")
+    _require(config.mode in MODES, f"config.mode={config.mode!r}: must be one of {tuple(MODES)}")
     _check_qfs("qf", tuple(config.qf))
     _check_qfs("val_qf", tuple(config.val_qf))
     if config.qf_range is not None:
@@ -211,8 +207,7 @@ def create_train_state(config: ml_collections.ConfigDict, model: D2LNet, tx: opt
     config.ema_decay > 0."""
     def init(params):
         if params is None:
-            probe = jnp.zeros((1, model.multiple, model.multiple, model.in_chn), jnp.float32)
-            params = model.init(init_key(config.seed), probe)["params"]
+            params = model.init(init_key(config.seed), model.init_input())["params"]
             params = identity_init(params) if config.identity_init else params
         return TrainState(step=jnp.zeros((), jnp.int32), params=params, opt_state=tx.init(params),
                           ema_params=params if config.ema_decay > 0 else None)
@@ -319,7 +314,7 @@ def center_crop(image: np.ndarray, size: int) -> np.ndarray:
 def validate(model: D2LNet, params, pairs) -> tuple[dict[str, float], np.ndarray]:
     """Mean PSNR (protocol rounding) of the restored and of the JPEG images and the gain, and
     a picture for TensorBoard: the first image's JPEG, restored and original side by side."""
-    restored = [restore_uint8(model, {"params": params}, jpeg) for _, _, jpeg in pairs]
+    restored = [apply_image(model, {"params": params}, jpeg) for _, _, jpeg in pairs]
     psnr = np.mean([metrics.psnr(gt, out) for (_, gt, _), out in zip(pairs, restored)])
     jpeg = np.mean([metrics.psnr(gt, jpeg) for _, gt, jpeg in pairs])
     _, gt, first_jpeg = pairs[0]
@@ -330,56 +325,6 @@ def validate(model: D2LNet, params, pairs) -> tuple[dict[str, float], np.ndarray
 def export_params(state: TrainState):
     """The parameters to evaluate and export: the EMA when kept, else the trained ones."""
     return state.params if state.ema_params is None else state.ema_params
-
-
-# ----------------------------------------------------------------------------- checkpoints
-def checkpoint_manager(workdir: str, keep: int = 1, read_only: bool = False) -> ocp.CheckpointManager:
-    """WORKDIR/checkpoints: async saves, keeping the latest `keep` and the best by val_psnr."""
-    policy = ocp.checkpoint_managers.AnyPreservationPolicy([
-        ocp.checkpoint_managers.LatestN(n=keep),
-        ocp.checkpoint_managers.BestN(get_metric_fn=_best_metric, n=1)])
-    options = ocp.CheckpointManagerOptions(
-        best_fn=_best_metric, best_mode="max", preservation_policy=policy,
-        enable_async_checkpointing=not read_only, read_only=read_only)
-    return ocp.CheckpointManager(os.path.join(os.path.abspath(workdir), CHECKPOINT_DIR), options=options,
-                                 item_handlers=ocp.PyTreeCheckpointHandler())
-
-
-def _best_metric(saved_metrics: dict) -> float:
-    return saved_metrics[BEST_METRIC]
-
-
-def restore_export_variables(workdir: str, target: dict, weights: str = "ema") -> dict:
-    """{'params': ...} of a training workdir for `d2ljax.checkpoints.load_model`, as NumPy
-    arrays shaped like target['params'].
-
-    weights 'ema': the best checkpoint by validation PSNR (else the latest), its EMA
-    parameters when the run kept them (else its parameters); 'trained': the latest
-    checkpoint's trained (not averaged) parameters.
-    """
-    if weights not in EXPORT_WEIGHTS:
-        raise ValueError(f"weights={weights!r}: must be one of {EXPORT_WEIGHTS}")
-    with checkpoint_manager(workdir, read_only=True) as manager:
-        step = manager.best_step() if weights == "ema" else None
-        step = manager.latest_step() if step is None else step
-        if step is None:
-            raise FileNotFoundError(f"{workdir}: no checkpoint in {CHECKPOINT_DIR}/")
-        has_ema = manager.item_metadata(step).get("ema_params") is not None
-        key = "ema_params" if weights == "ema" and has_ema else "params"
-        as_numpy = jax.tree.map(lambda _: ocp.RestoreArgs(restore_type=np.ndarray), target["params"])
-        restored = manager.restore(step, args=ocp.args.PyTreeRestore(
-            item={key: target["params"]}, restore_args={key: as_numpy}, partial_restore=True))
-    return {"params": restored[key]}
-
-
-def restore_or_keep(manager: ocp.CheckpointManager, state: TrainState) -> TrainState:
-    """The latest checkpoint, placed like `state`, or `state` itself when there is none."""
-    step = manager.latest_step()
-    if step is None:
-        return state
-    logging.info("resuming from step %d of %s", step, manager.directory)
-    return manager.restore(step, args=ocp.args.PyTreeRestore(
-        state, restore_args=ocp.checkpoint_utils.construct_restore_args(state)))
 
 
 def trained_qualities(config: ml_collections.ConfigDict):
@@ -583,7 +528,7 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> dict[
     summary: dict[str, float] = {}
     with checkpoint_manager(workdir, config.keep_checkpoints) as manager:
         params = initial_params(config, model) if manager.latest_step() is None else None
-        state = restore_or_keep(manager, create_train_state(config, model, tx, mesh, params))
+        state = checkpoints.resume_state(manager, create_train_state(config, model, tx, mesh, params))
         start = step = int(state.step)
         say(f"{'resuming at step ' + str(start) if start else 'training'} D2LNet(in_chn={model.in_chn}, "
             f"wf={model.wf}, depth={model.depth}) on {config.mode} {config.patch_size}x{config.patch_size} "

@@ -1,12 +1,15 @@
-"""Shared test setup: where ../shared lives, and fast CPU compiles."""
+"""Shared test setup and helpers: where ../shared lives, random model variables."""
 from pathlib import Path
 
+import jax
+import numpy as np
 import pytest
+
+from d2ljax.checkpoints import abstract_variables
 
 SHARED = Path(__file__).resolve().parents[1].parent / "shared"
 FIXTURES = SHARED / "fixtures"
 DATA = SHARED / "data"
-
 
 
 def require(path: Path) -> Path:
@@ -14,3 +17,13 @@ def require(path: Path) -> Path:
     if not path.exists():
         pytest.skip(f"{path} is absent (reference material lives in ../shared beside the repo)")
     return path
+
+
+def random_variables(model, seed: int = 0, scale: float = 0.05) -> dict:
+    """Variables of the right shapes with N(0, scale^2) values, without running model.init
+    (which compiles the whole network, slowly on CPU). scale 0: all zeros, a model that
+    returns its input exactly."""
+    leaves, treedef = jax.tree_util.tree_flatten(abstract_variables(model))
+    rng = np.random.default_rng(seed)
+    return jax.tree_util.tree_unflatten(
+        treedef, [(scale * rng.standard_normal(leaf.shape)).astype(np.float32) for leaf in leaves])

@@ -7,6 +7,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
+from conftest import random_variables
 from d2ljax import evaluation
 from d2ljax.evaluation import Method, evaluate
 
@@ -123,7 +124,7 @@ def test_bad_input_raises(tmp_path):
 
 
 def test_checkpoint_column_and_channel_mismatch(tmp_path):
-    from d2ljax.checkpoints import load_model, random_variables, save_model
+    from d2ljax.checkpoints import load_model, save_model
     from d2ljax.model import D2LNetTiny
 
     model = D2LNetTiny(in_chn=1)
@@ -135,11 +136,11 @@ def test_checkpoint_column_and_channel_mismatch(tmp_path):
                       save_images=str(tmp_path / "out"), progress=False)
     assert [r["method"] for r in report["results"]] == ["jpeg", "tiny_gray"]
     assert all(np.isfinite(r["psnr"]) for r in report["results"])
-    from d2ljax.inference import restore_uint8
+    from d2ljax.inference import apply_image
     from d2ljax.jpeg import compress
     jpeg = compress(np.asarray(Image.open(tmp_path / "a" / "img0.png")), 10)
     saved = np.asarray(Image.open(tmp_path / "out" / "a/gray/qf10/tiny_gray/img0.png"))
-    np.testing.assert_array_equal(saved, restore_uint8(*load_model(str(tmp_path / "tiny_gray")), jpeg))
+    np.testing.assert_array_equal(saved, apply_image(*load_model(str(tmp_path / "tiny_gray")), jpeg))
     with pytest.raises(ValueError, match="in_chn=1"):
         evaluation.checkpoint_method(str(tmp_path / "tiny_gray"), "color")
 
@@ -149,11 +150,10 @@ def test_inference_convolutions_run_in_exact_float32(monkeypatch):
     (on GPUs the default is TF32, ~3e-3 off the released model); precision="default" opts out."""
     import jax
     from d2ljax import inference
-    from d2ljax.checkpoints import random_variables
     from d2ljax.model import D2LNetTiny
 
     lowered, setting = [], jax.config.jax_default_matmul_precision
-    real = inference._restore_fn.__wrapped__
+    real = inference._jitted_apply.__wrapped__
 
     def spy(model):
         fn = real(model)
@@ -163,12 +163,12 @@ def test_inference_convolutions_run_in_exact_float32(monkeypatch):
             return fn(variables, images)
         return call
 
-    monkeypatch.setattr(inference, "_restore_fn", spy)
+    monkeypatch.setattr(inference, "_jitted_apply", spy)
     model = D2LNetTiny(in_chn=1)
     variables = random_variables(model, scale=0.1)
     image = np.random.default_rng(0).integers(0, 256, (16, 24), dtype=np.uint8)
-    exact = inference.restore_uint8(model, variables, image)
-    fast = inference.restore_uint8(model, variables, image, precision="default")
+    exact = inference.apply_image(model, variables, image)
+    fast = inference.apply_image(model, variables, image, precision="default")
     ops = lowered[0].count("stablehlo.convolution") + lowered[0].count("stablehlo.dot_general")
     assert ops > 20 and lowered[0].count("HIGHEST") == 2 * ops  # both operands of each op
     assert "HIGHEST" not in lowered[1]
@@ -200,3 +200,37 @@ def test_cli_writes_only_its_outputs(cli, tmp_path, capsys):
     cli.FLAGS.jpeg_only = False
     with pytest.raises(app.UsageError, match="--checkpoint"):
         cli.main(["evaluate.py"])
+
+
+@pytest.fixture()
+def shipped_models_only(tmp_path, monkeypatch):
+    """Named models: the shipped ones alone, whatever the machine has installed."""
+    monkeypatch.setenv("D2LJAX_MODELS", "")
+    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "cache"))
+
+
+def test_cli_takes_a_model_name(cli, tmp_path, capsys, shipped_models_only):
+    folder = _set(tmp_path / "a", n=1)
+    cli.FLAGS.unparse_flags()
+    cli.FLAGS(["evaluate.py", f"--dataset={folder}", "--mode=gray", "--qf=10", "--checkpoint=gray_qf10",
+               f"--output={tmp_path / 'res.json'}"])
+    assert cli.main(["evaluate.py"]) is None
+    assert [r["method"] for r in json.loads((tmp_path / "res.json").read_text())["results"]] == ["jpeg", "gray_qf10"]
+    assert "| gray_qf10 |" in capsys.readouterr().out
+
+
+@pytest.mark.parametrize("flags,words", [
+    (["--dataset={missing}", "--jpeg_only"], "no such file, folder"),
+    (["--dataset={folder}", "--jpeg_only", "--qf=0"], "1..100, got 0"),
+    (["--dataset={folder}", "--checkpoint={missing}"], "unknown model"),
+    (["--dataset={folder}", "--checkpoint=color_qf10"], "needs 1"),  # a colour model, a gray evaluation
+])
+def test_cli_mistakes_are_one_line_and_status_2(cli, tmp_path, capsys, shipped_models_only, flags, words):
+    folder = _set(tmp_path / "a", n=1)
+    cli.FLAGS.unparse_flags()
+    cli.FLAGS(["evaluate.py", "--mode=gray", f"--output={tmp_path / 'res.json'}",
+               *[f.format(folder=folder, missing=tmp_path / "missing") for f in flags]])
+    assert cli.main(["evaluate.py"]) == 2
+    error = capsys.readouterr().err.strip()
+    assert error.startswith("error: ") and "\n" not in error and words in error, error
+    assert not (tmp_path / "res.json").exists()

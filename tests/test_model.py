@@ -4,11 +4,9 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from benchmarks.parity_errors import outputs_and_input_grad
-from conftest import FIXTURES, require
+from conftest import FIXTURES, random_variables, require
 from d2ljax import convert
-from d2ljax.checkpoints import random_variables
-from d2ljax.model import D2LNet, count_params, forward_flops
+from d2ljax.model import D2LNet, count_params, forward_flops, outputs_and_input_grad
 
 OUTPUTS = ("out_1", "out_1_amp", "out_1_phase", "out_2")
 # (fixture with the reference values, source of the weights given to from_torch)

@@ -3,7 +3,7 @@ import jax
 import numpy as np
 import pytest
 
-from d2ljax import checkpoints, pretrained, restoration as restore
+from d2ljax import checkpoints, pretrained, restoration
 from test_restore import tiny_model
 
 
@@ -31,6 +31,17 @@ def test_names_on_the_search_path_load(search_path):
     assert [e.describe() for e in pretrained.all_entries()] == ["blind (gray, blind)", "qf10 (color, QF 10)"]
 
 
+def test_a_training_workdir_or_a_path_object_resolves_like_a_folder(search_path):
+    tmp_path, _ = search_path
+    workdir = tmp_path / "run"
+    (workdir / checkpoints.CHECKPOINT_DIR).mkdir(parents=True)
+    (workdir / checkpoints.MODEL_JSON).write_text("{}")
+    assert pretrained.resolve(workdir) == pretrained.resolve(str(workdir)) == str(workdir)
+    assert pretrained.resolve(tmp_path / "first" / "qf10") == str(tmp_path / "first" / "qf10")
+    with pytest.raises(pretrained.UnknownModelError, match="not a model folder or training workdir"):
+        pretrained.resolve(tmp_path / "nothing")
+
+
 def test_unknown_name_lists_the_available_ones(search_path):
     with pytest.raises(pretrained.UnknownModelError, match=r"unknown model 'qf99'.*\(blind, qf10\)"):
         pretrained.load_pretrained("qf99")
@@ -42,7 +53,7 @@ def test_no_models_installed_is_a_clear_error(tmp_path, monkeypatch):
     monkeypatch.setattr(pretrained, "PACKAGE_MODELS", str(tmp_path / "none"))
     assert pretrained.list_pretrained() == []
     with pytest.raises(LookupError, match="no named models installed"):
-        restore.model_entries()
+        restoration.model_entries()
 
 
 def test_quality_metadata_forms():

@@ -11,22 +11,24 @@ import numpy as np
 import pytest
 from PIL import Image, ImageCms, ImageOps
 
-from d2ljax import checkpoints, restoration as restore
+from conftest import random_variables
+import d2ljax
+from d2ljax import checkpoints, pretrained, restoration
 from d2ljax.imageio import ImageError
 from d2ljax.metrics import psnr
 from d2ljax.model import D2LNet
 from d2ljax.pretrained import BLIND, ModelEntry
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-SMALL = restore.Options(max_pixels=64 * 64, tile=64, overlap=16, bucket=32)  # tiles anything above 64x64
-WHOLE = restore.Options(max_pixels=1 << 30, tile=1, overlap=0, bucket=0)
+SMALL = restoration.Options(max_pixels=64 * 64, tile=64, overlap=16, bucket=32)  # tiles anything above 64x64
+WHOLE = restoration.Options(max_pixels=1 << 30, tile=1, overlap=0, bucket=0)
 
 
 @functools.lru_cache(maxsize=None)
 def tiny_model(in_chn=3, scale=0.05, seed=0):
     """A D2LNet(wf 4, depth 2) with random parameters (scale 0: exactly the identity)."""
     model = D2LNet(in_chn, wf=4, depth=2)
-    return model, checkpoints.random_variables(model, seed, scale)
+    return model, random_variables(model, seed, scale)
 
 
 @pytest.fixture(scope="module")
@@ -111,20 +113,20 @@ def test_kinds_are_kept_for_arrays_and_pil(rgb_model):
     gray_model = tiny_model(1)
     rgb, gray = photo(), photo()[..., 0]
     for model, variables in (rgb_model, gray_model):
-        assert restore.restore(rgb, model, variables).shape == rgb.shape
-        assert restore.restore(gray, model, variables).shape == gray.shape
-        assert restore.restore(gray[..., None], model, variables).shape == gray.shape + (1,)
-        assert restore.restore(Image.fromarray(rgb), model, variables).mode == "RGB"
-        assert restore.restore(Image.fromarray(gray), model, variables).mode == "L"
+        assert restoration.restore(rgb, model, variables).shape == rgb.shape
+        assert restoration.restore(gray, model, variables).shape == gray.shape
+        assert restoration.restore(gray[..., None], model, variables).shape == gray.shape + (1,)
+        assert restoration.restore(Image.fromarray(rgb), model, variables).mode == "RGB"
+        assert restoration.restore(Image.fromarray(gray), model, variables).mode == "L"
     with pytest.raises(ValueError, match="uint8"):
-        restore.restore(rgb.astype(np.float32), *rgb_model)
+        restoration.restore(rgb.astype(np.float32), *rgb_model)
 
 
 def test_gray_model_on_colour_changes_luma_only():
     """Through Y: an identity gray model returns the photo exactly, and any change keeps Cb, Cr."""
     rgb = photo()
-    assert np.array_equal(restore.restore(rgb, *tiny_model(1, scale=0.0)), rgb)
-    out = restore.restore(rgb, *tiny_model(1)).astype(np.float64)
+    assert np.array_equal(restoration.restore(rgb, *tiny_model(1, scale=0.0)), rgb)
+    out = restoration.restore(rgb, *tiny_model(1)).astype(np.float64)
     chroma = lambda im: np.stack([-37.797 * im[..., 0] - 74.203 * im[..., 1] + 112 * im[..., 2],
                                   112 * im[..., 0] - 93.786 * im[..., 1] - 18.214 * im[..., 2]], -1) / 255
     unclipped = (out > 0).all(-1) & (out < 255).all(-1)
@@ -139,7 +141,7 @@ def test_exif_orientation_applied_and_metadata_carried(tmp_path, identity_model)
     icc = ImageCms.ImageCmsProfile(ImageCms.createProfile("sRGB")).tobytes()
     source = tmp_path / "rotated.jpg"
     source.write_bytes(jpeg_bytes(pixels, 90, exif=exif.tobytes(), icc_profile=icc))
-    restore.restore_files([str(source)], str(tmp_path / "out"), restore.model_entries(*identity_model),
+    restoration.restore_files([str(source)], str(tmp_path / "out"), restoration.model_entries(*identity_model),
                           progress=False)
     with Image.open(tmp_path / "out" / "rotated.png") as out, Image.open(source) as original:
         upright = ImageOps.exif_transpose(original)
@@ -147,78 +149,137 @@ def test_exif_orientation_applied_and_metadata_carried(tmp_path, identity_model)
         assert np.array_equal(np.asarray(out), np.asarray(upright))  # identity model: the upright decode
         assert out.info["icc_profile"] == icc
         assert out.getexif()[0x0112] == 1 and out.getexif()[0x010F] == "d2ljax test camera"
-    pil = restore.restore(Image.open(source), *identity_model)  # the PIL path does the same
+    pil = restoration.restore(Image.open(source), *identity_model)  # the PIL path does the same
     assert pil.size == (40, 56) and pil.getexif()[0x0112] == 1 and pil.info["icc_profile"] == icc
 
 
 def test_never_overwrites_inputs_and_skips_existing_outputs(tmp_path, identity_model):
-    entries = restore.model_entries(*identity_model)
+    entries = restoration.model_entries(*identity_model)
     folder = tmp_path / "photos"
     folder.mkdir()
     Image.fromarray(photo()).save(folder / "a.png")
     (folder / "b.jpg").write_bytes(jpeg_bytes(photo(seed=1)))
     (folder / "a.jpg").write_bytes(jpeg_bytes(photo(seed=2)))
     before = (folder / "a.png").read_bytes()
-    summary = restore.restore_files([str(folder)], str(folder), entries, progress=False)
+    summary = restoration.restore_files([str(folder)], str(folder), entries, progress=False)
     assert (folder / "a.png").read_bytes() == before
     assert [m.split(":")[0] for m in summary.failed] == [str(folder / "a.jpg"), str(folder / "a.png")]
     assert "it is an input" in summary.failed[0] and summary.written == [str(folder / "b.png")]
-    again = restore.restore_files([str(folder / "b.jpg")], str(folder), entries, progress=False)
+    again = restoration.restore_files([str(folder / "b.jpg")], str(folder), entries, progress=False)
     assert again.written == [] and "exists, skipped" in again.skipped[0]
-    forced = restore.restore_files([str(folder / "b.jpg")], str(folder), entries, overwrite=True, progress=False)
+    forced = restoration.restore_files([str(folder / "b.jpg")], str(folder), entries, overwrite=True, progress=False)
     assert forced.written == [str(folder / "b.png")] and not forced.failed
-    assert restore.plan_outputs([str(folder / "a.jpg"), str(tmp_path / "a.bmp")], str(tmp_path / "o"), "png",
+    assert restoration.plan_outputs([str(folder / "a.jpg"), str(tmp_path / "a.bmp")], str(tmp_path / "o"), "png",
                                 False)[2][0].endswith("(same name)")
 
 
 def test_tiles_cover_and_blend_exactly():
     for length, tile, overlap in ((100, 64, 16), (64, 64, 16), (200, 64, 8), (129, 64, 0)):
-        starts = restore.tile_starts(length, tile, overlap)
+        starts = restoration.tile_starts(length, tile, overlap)
         assert starts[0] == 0 and starts[-1] + min(tile, length) == length
         assert all(a + tile - b >= overlap for a, b in zip(starts, starts[1:]))
-    weights = sum(np.pad(restore.ramp(64, s, 112, 16), (s, 112 - 64 - s)) for s in (0, 48))
+    weights = sum(np.pad(restoration.ramp(64, s, 112, 16), (s, 112 - 64 - s)) for s in (0, 48))
     assert np.allclose(weights, 1.0)  # half-cosine ramps of two neighbours sum to one
 
 
 def test_tiled_restoration_close_to_whole(rgb_model, identity_model):
     """Blending is exact (identity model) and tiles change a random model's output very little."""
     image = photo(100, 150)
-    assert np.array_equal(restore.restore(image, *identity_model, options=SMALL), image)
-    tiled = restore.restore(image, *rgb_model, options=SMALL)
-    whole = restore.restore(image, *rgb_model, options=WHOLE)
+    assert np.array_equal(restoration.restore(image, *identity_model, options=SMALL), image)
+    tiled = restoration.restore(image, *rgb_model, options=SMALL)
+    whole = restoration.restore(image, *rgb_model, options=WHOLE)
     assert psnr(whole, tiled) > 40
 
 
 def test_outputs_are_byte_stable(tmp_path, rgb_model):
     source = tmp_path / "photo.jpg"
     source.write_bytes(jpeg_bytes(photo(70, 90), 20, icc_profile=b"not really a profile"))
-    entries = restore.model_entries(*rgb_model)
+    entries = restoration.model_entries(*rgb_model)
     for run in ("first", "second"):
-        restore.restore_files([str(source)], str(tmp_path / run), entries, options=SMALL, progress=False)
+        restoration.restore_files([str(source)], str(tmp_path / run), entries, options=SMALL, progress=False)
     assert (tmp_path / "first" / "photo.png").read_bytes() == (tmp_path / "second" / "photo.png").read_bytes()
 
 
 def test_model_choice_by_estimated_quality(tmp_path):
     never = lambda: pytest.fail("choosing must not load a model")
-    qf10, qf30, blind, gray10, unstated = (
+    qf10, qf30, blind, gray10, unstated, wide = (
         ModelEntry("qf10", 3, ((10, 10),), never), ModelEntry("qf30", 3, ((30, 30),), never),
         ModelEntry("blind", 3, BLIND, never), ModelEntry("gray10", 1, ((10, 10),), never),
-        ModelEntry("unstated", 3, None, never))
+        ModelEntry("unstated", 3, None, never), ModelEntry("wide", 3, ((10, 90),), never))
     entries = [unstated, blind, qf30, qf10, gray10]
-    choose = lambda channels, quality, among=entries: restore.choose_model(among, channels, quality).name
+    choose = lambda channels, quality, among=entries: restoration.choose_model(among, channels, quality).name
     assert choose(3, 10) == "qf10" and choose(3, 28) == "qf30" and choose(3, 21) == "blind"
     assert choose(3, None) == "blind" and choose(1, 12) == "gray10" and choose(1, 30) == "gray10"
     assert choose(3, 21, [qf10, qf30]) == "qf30" and choose(3, 20, [qf30, qf10]) == "qf30"
     assert choose(3, None, [qf30, qf10]) == "qf30" and choose(3, 14, [blind, qf10]) == "qf10"
     assert choose(3, 50, [unstated, qf10]) == "qf10" and choose(1, 50, [unstated]) == "unstated"
+    # Unknown quality: the widest stated range, whether or not it spans 1..100.
+    assert choose(3, None, [qf10, wide]) == "wide" and choose(3, None, [unstated, qf10, wide, blind]) == "blind"
+    assert choose(3, None, [unstated, qf10]) == "qf10"
     path = tmp_path / "q28.jpg"
     path.write_bytes(jpeg_bytes(photo(), 28))
-    assert restore.read_photo(str(path)).quality == 28
-    assert restore.choose_model([qf10, qf30], 3, restore.read_photo(str(path)).quality) is qf30
+    assert restoration.read_photo(str(path)).quality == 28
+    assert restoration.choose_model([qf10, qf30], 3, restoration.read_photo(str(path)).quality) is qf30
 
 
 def test_bad_files_raise_one_line_errors(tmp_path):
     for name, words in bad_files(str(tmp_path)).items():
         with pytest.raises(ImageError, match=words) as error:
-            restore.read_photo(str(tmp_path / name))
+            restoration.read_photo(str(tmp_path / name))
         assert "\n" not in str(error.value) and str(error.value).startswith(str(tmp_path / name))
+
+
+def test_shipped_models_are_chosen_by_kind_and_quality():
+    """Among the shipped models a PNG or an array (unknown quality) gets the blind one of its kind."""
+    shipped = [pretrained.model_entry(os.path.join(pretrained.PACKAGE_MODELS, name))
+               for name in sorted(os.listdir(pretrained.PACKAGE_MODELS))]
+    choose = lambda channels, quality: os.path.basename(restoration.choose_model(shipped, channels, quality).name)
+    assert choose(1, None) == "gray_blind" and choose(3, None) == "color_blind"
+    assert choose(1, 10) == "gray_qf10" and choose(1, 22) == "gray_qf20" and choose(3, 12) == "color_qf10"
+    assert choose(1, 60) == "gray_blind" and choose(3, 30) == "color_blind"
+
+
+def test_every_form_of_model_gives_the_same_result(tmp_path, monkeypatch, rgb_model):
+    """A name, a model folder (str or path), a (model, variables) pair, alone or listed."""
+    folder = tmp_path / "models" / "tiny_rgb"
+    checkpoints.save_model(str(folder), *rgb_model, metadata={"qf": [10]})
+    monkeypatch.setenv("D2LJAX_MODELS", str(tmp_path / "models"))
+    image = photo()
+    expected = restoration.restore(image, *rgb_model)
+    for model in ("tiny_rgb", str(folder), folder, rgb_model, [rgb_model], ["tiny_rgb"]):
+        assert np.array_equal(restoration.restore(image, model), expected), model
+    _, info = restoration.restore(image, "tiny_rgb", quality=12, return_info=True)
+    assert info == restoration.RestoreInfo("tiny_rgb", "tiny_rgb (color, QF 10)", 12)
+
+
+def test_a_path_is_read_like_an_opened_file(tmp_path, identity_model):
+    source = tmp_path / "rotated.jpg"
+    exif = Image.Exif()
+    exif[0x0112] = 6
+    source.write_bytes(jpeg_bytes(photo(40, 56), 30, exif=exif.tobytes()))
+    restored, info = restoration.restore(source, identity_model, return_info=True)
+    assert isinstance(restored, Image.Image) and restored.size == (40, 56) and info.quality == 30
+    with Image.open(source) as opened:
+        assert np.array_equal(np.asarray(restored), np.asarray(restoration.restore(opened, identity_model)))
+    assert np.array_equal(np.asarray(restoration.restore(str(source), identity_model)), np.asarray(restored))
+
+
+def test_bad_options_and_qualities_raise_naming_them(rgb_model):
+    image = photo()
+    small = {"max_pixels": 64 * 64, "tile": 64, "overlap": 16, "bucket": 32}
+    assert np.array_equal(restoration.restore(image, rgb_model, options=small),
+                          restoration.restore(image, rgb_model, options=SMALL))
+    for options, name in (({"tile": 0}, "tile=0"), ({"overlap": -1}, "overlap=-1"), ({"bucket": 2.5}, "bucket=2.5"),
+                          ({"tiles": 64}, "'tiles'"), ({"tile": 4096}, "max_pixels=")):
+        with pytest.raises(ValueError, match=name):
+            restoration.restore(image, rgb_model, options=options)
+    for quality in (0, 200, 10.5, True):
+        with pytest.raises(ValueError, match="quality must be"):
+            restoration.restore(image, rgb_model, quality=quality)
+
+
+def test_version(capsys):
+    from d2ljax.__main__ import main
+    with pytest.raises(SystemExit) as exit_status:
+        main(["--version"])
+    assert exit_status.value.code == 0 and capsys.readouterr().out.strip() == f"d2ljax {d2ljax.__version__}"

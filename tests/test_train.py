@@ -210,7 +210,7 @@ def test_workdir_loads_as_the_best_ema_model(trained):
     with open(os.path.join(workdir, "metrics.jsonl")) as f:
         validated = [r for r in map(json.loads, f) if "val_psnr" in r]
     best = max(validated, key=lambda r: r["val_psnr"])["step"]
-    with train_lib.checkpoint_manager(workdir, read_only=True) as manager:
+    with checkpoints.checkpoint_manager(workdir, read_only=True) as manager:
         saved = manager.restore(best)
     jax.tree.map(np.testing.assert_array_equal, variables["params"], saved["ema_params"])
     assert json.load(open(os.path.join(workdir, "config.json")))["num_train_steps"] == 60
@@ -239,7 +239,7 @@ def test_export_writes_a_model_folder_once(trained, tmp_path, capsys):
     metadata = checkpoints.read_model_json(out)
     assert (metadata["qf"], metadata["results"], metadata["num_train_steps"]) == ([10], {"LIVE1": 30.0}, 60)
     assert main(["export", workdir, str(tmp_path / "trained"), "--weights", "trained"]) == 0
-    with train_lib.checkpoint_manager(workdir, read_only=True) as manager:
+    with checkpoints.checkpoint_manager(workdir, read_only=True) as manager:
         latest = manager.restore(manager.latest_step())
     jax.tree.map(np.testing.assert_array_equal, checkpoints.load_model(str(tmp_path / "trained"))[1]["params"],
                  latest["params"])
@@ -284,7 +284,7 @@ def test_nan_stops_training_and_keeps_the_checkpoint(tmp_path, monkeypatch):
     monkeypatch.setattr(train_lib, "train_batches", StopAt(11, nan=True))
     with pytest.raises(FloatingPointError, match="step 11: loss nan.*checkpoint \\(step 8\\).*intact"):
         train_lib.train_and_evaluate(tiny_config(checkpoint_every_steps=8), str(tmp_path))
-    with train_lib.checkpoint_manager(str(tmp_path), read_only=True) as manager:
+    with checkpoints.checkpoint_manager(str(tmp_path), read_only=True) as manager:
         assert manager.all_steps() == [8]
         assert all(np.isfinite(x).all() for x in jax.tree.leaves(manager.restore(8)["params"]))
 
@@ -363,7 +363,7 @@ def test_time_budget_stops_with_a_checkpoint_and_a_rerun_continues(tmp_path, cap
     first = train_lib.train_and_evaluate(config, str(tmp_path))
     assert first["step"] >= 1 and "val_psnr" in first
     assert f"time budget of 1 s reached after step {first['step']}" in capsys.readouterr().err
-    with train_lib.checkpoint_manager(str(tmp_path), read_only=True) as manager:
+    with checkpoints.checkpoint_manager(str(tmp_path), read_only=True) as manager:
         assert manager.latest_step() == first["step"]
     second = train_lib.train_and_evaluate(config, str(tmp_path))
     assert second["step"] > first["step"]
