@@ -10,7 +10,8 @@ each model folder is one more column beside the JPEG one. The protocol is
 """
 from absl import app, flags
 
-from d2ljax import evaluation, hostmem
+from d2ljax import evaluation
+from d2ljax.cpu import hostmem
 
 FLAGS = flags.FLAGS
 flags.DEFINE_list("dataset", None, "Benchmark folders (classic5, LIVE1_gray, LIVE1_color, "

@@ -9,7 +9,8 @@ import tensorflow as tf
 from absl import app, flags, logging
 from ml_collections import config_flags
 
-from d2ljax import hostmem, train_lib
+from d2ljax import train_lib
+from d2ljax.cpu import hostmem
 
 FLAGS = flags.FLAGS
 flags.DEFINE_string("workdir", None, "Folder for checkpoints, metrics and the exported model.")

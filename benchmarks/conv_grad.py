@@ -4,7 +4,7 @@
     python benchmarks/conv_grad.py --shapes=64x64@256 --json=conv_grad.json
 
 For each (in -> out channels @ square size, batch 1, float32) it times XLA's forward, input
-gradient and weight gradient of one 3x3 'same' convolution; d2ljax.fastconv's Winograd forward,
+gradient and weight gradient of one 3x3 'same' convolution; d2ljax.cpu.fastconv's Winograd forward,
 the two other forms of the weight gradient (im2col, Winograd; see its docstring) and the forms
 it chooses for the shape ("chosen", what D2LNet uses on a CPU); and PyTorch's forward and
 weight gradient (2 threads) in the same run. Each form is checked against XLA's own result
@@ -24,7 +24,7 @@ import jax.numpy as jnp
 import numpy as np
 
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
-from d2ljax.fastconv import (conv, conv_winograd, cpu_conv, cpu_input_grad, cpu_weight_grad,  # noqa: E402
+from d2ljax.cpu.fastconv import (conv, conv_winograd, cpu_conv, cpu_input_grad, cpu_weight_grad,  # noqa: E402
                              input_grad_xla, weight_grad_im2col, weight_grad_winograd, weight_grad_xla)
 
 FULL_MODEL_SHAPES = ("64x64@128,128x128@64,256x256@32,512x512@16,128x64@128,"

@@ -28,7 +28,8 @@ import numpy as np
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 from benchmarks.conv_grad import timed_ms  # noqa: E402
 from benchmarks.model_speed import jax_forward, jax_train_step  # noqa: E402
-from d2ljax import fastconv, model as d2l  # noqa: E402
+from d2ljax import model as d2l  # noqa: E402
+from d2ljax.cpu import fastconv  # noqa: E402
 
 
 def timed(fn, repeats: int) -> float:

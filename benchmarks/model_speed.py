@@ -34,7 +34,7 @@ import numpy as np
 import optax
 
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
-from d2ljax import fastconv  # noqa: E402
+from d2ljax.cpu import fastconv  # noqa: E402
 from d2ljax.model import D2LNet, forward_flops  # noqa: E402
 
 
@@ -182,7 +182,7 @@ def main():
                              "other had run; benchmarks/README.md)")
     parser.add_argument("--xla-conv", action="store_true",
                         help="also time both cases with XLA's own 3x3 convolutions and gradients "
-                             "(d2ljax.fastconv's baseline)")
+                             "(d2ljax.cpu.fastconv's baseline)")
     parser.add_argument("--precision", default="default", choices=["default", "highest"],
                         help="float32 matmul/convolution precision: on GPUs 'default' lets both JAX and "
                              "PyTorch's convolutions use TF32, 'highest' makes both exact float32")

@@ -16,7 +16,8 @@ import flax.linen as nn
 import jax
 import jax.numpy as jnp
 
-from d2ljax import fastconv, spectral
+from d2ljax import spectral
+from d2ljax.cpu import fastconv
 
 Dtype = Any
 

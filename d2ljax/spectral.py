@@ -23,7 +23,7 @@ import jax.numpy as jnp
 import numpy as np
 from jax import lax
 
-from d2ljax import fastmath
+from d2ljax.cpu import fastmath
 
 AXES = (-2, -1)
 

@@ -6,7 +6,7 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from d2ljax import fastconv
+from d2ljax.cpu import fastconv
 from d2ljax.model import Conv3x3
 
 # (N, H, W, C_in, C_out) reaching each branch of cpu_weight_grad (and cpu_conv's few-channel forms)

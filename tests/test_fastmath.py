@@ -4,7 +4,7 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from d2ljax import fastmath
+from d2ljax.cpu import fastmath
 
 
 def _max_abs_error(got, ref64):

@@ -1,4 +1,4 @@
-"""d2ljax.hostmem: the entry points re-run themselves once with glibc's huge-page tunable."""
+"""d2ljax.cpu.hostmem: the entry points re-run themselves once with glibc's huge-page tunable."""
 import os
 import subprocess
 import sys
@@ -6,11 +6,11 @@ from pathlib import Path
 
 import pytest
 
-from d2ljax import hostmem
+from d2ljax.cpu import hostmem
 
 ROOT = Path(__file__).resolve().parents[1]
 # Prints what the re-run process sees; a second line would mean it ran its body twice.
-SCRIPT = ("import os, sys; from d2ljax import hostmem; hostmem.rerun_with_huge_pages(); "
+SCRIPT = ("import os, sys; from d2ljax.cpu import hostmem; hostmem.rerun_with_huge_pages(); "
           "print(os.environ.get('GLIBC_TUNABLES'), sys.argv[1:])")
 
 
