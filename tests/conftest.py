@@ -1,7 +1,9 @@
 """Shared test setup: where ../shared lives, and fast CPU compiles."""
 from pathlib import Path
 
+import jax
 import pytest
+from jax import export
 
 SHARED = Path(__file__).resolve().parents[1].parent / "shared"
 FIXTURES = SHARED / "fixtures"
@@ -14,3 +16,9 @@ def require(path: Path) -> Path:
     if not path.exists():
         pytest.skip(f"{path} is absent (reference material lives in ../shared beside the repo)")
     return path
+
+
+def lowered(fn, *args, platform: str) -> str:
+    """The StableHLO text of fn(*args) lowered for `platform` ("cpu", "cuda", "rocm", "tpu": no such
+    device needed), traced now: through a fresh function, as JAX caches traces by function."""
+    return export.export(jax.jit(lambda *a: fn(*a)), platforms=(platform,))(*args).mlir_module()
