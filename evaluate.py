@@ -14,7 +14,8 @@ import sys
 
 from absl import app, flags
 
-from d2ljax import evaluation, hostmem
+from d2ljax import evaluation
+from d2ljax.cpu import hostmem
 from d2ljax.imageio import MODES
 
 FLAGS = flags.FLAGS

@@ -15,7 +15,8 @@ import jax  # noqa: E402
 from absl import app, flags, logging  # noqa: E402
 from ml_collections import config_flags  # noqa: E402
 
-from d2ljax import hostmem, train_lib  # noqa: E402
+from d2ljax import train_lib  # noqa: E402
+from d2ljax.cpu import hostmem  # noqa: E402
 
 FLAGS = flags.FLAGS
 flags.DEFINE_string("workdir", None, "Folder for checkpoints, metrics and the exported model.")

@@ -1,8 +1,10 @@
 """Where the full model's CPU time goes, and the XLA:CPU limits behind it (benchmarks/README.md).
 
-    python benchmarks/cpu_breakdown.py               # all four parts, 128x128
-    python benchmarks/cpu_breakdown.py --parts=forward,step --size=256
-    python benchmarks/cpu_breakdown.py --parts=forward --model=16x3   # the small model
+    python -m benchmarks.cpu_breakdown               # all four parts, 128x128
+    python -m benchmarks.cpu_breakdown --parts=forward,step --size=256
+    python -m benchmarks.cpu_breakdown --parts=forward --model=16x3   # the small model
+
+Run it as a module from the repository root: it imports benchmarks.model_speed and conv_grad.
 
 - forward, step: the model's forward (or model_speed's train step; `--model`, default the full
   one, wf 64 and depth 4), then again with its 3x3 convolutions, the strided 4x4 downsampling
@@ -17,7 +19,6 @@ from __future__ import annotations
 import argparse
 import functools
 import os
-import sys
 from unittest import mock
 
 import flax.linen as nn
@@ -25,10 +26,10 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
-from benchmarks.conv_grad import timed_ms  # noqa: E402
-from benchmarks.model_speed import jax_forward, jax_train_step  # noqa: E402
-from d2ljax import fastconv, model as d2l  # noqa: E402
+from benchmarks.conv_grad import timed_ms
+from benchmarks.model_speed import jax_forward, jax_train_step
+from d2ljax import model as d2l
+from d2ljax.cpu import fastconv
 
 
 def timed(fn, repeats: int) -> float:

@@ -2,6 +2,7 @@
 # The GPU checks of the issues in one run (a lent GPU machine gives ~15 minutes in all):
 #   benchmarks/gpu_check.sh OUT_DIR FIXTURE.npz...
 #   PARTS="speed train" benchmarks/gpu_check.sh OUT_DIR     # some of the parts below
+# from the repository root (the checks run as `python -m benchmarks.NAME`).
 # 1. d2ljax vs the released PyTorch structure (benchmarks/torch_reference.py) on the same GPU,
 #    same run: full model (wf 64, depth 4) forward and train step, batch 1, 128 and 256 float32
 #    (TF32 convolutions, both libraries' default), 256 exact float32, 256 bfloat16 (PyTorch
@@ -32,13 +33,13 @@ speed() {  # d2ljax vs PyTorch, same run, same GPU; first the cases no earlier r
               "--models=64x4 --sizes=256 --batch=8 --json=$out/speed_f32_b8.json" \
               "--models=64x4 --sizes=256 --precision=highest --json=$out/speed_f32_highest.json"; do
     # shellcheck disable=SC2086  # $args is several words
-    step benchmarks/model_speed.py --torch --repeats=10 --pause=0.05 $args
+    step -m benchmarks.model_speed --torch --repeats=10 --pause=0.05 $args
   done
 }
-parity() { step benchmarks/parity_errors.py "$@" --json="$out/parity.json"; }
+parity() { step -m benchmarks.parity_errors "$@" --json="$out/parity.json"; }
 train() {  # d2ljax's own train step
   for dtype in float32 bfloat16; do
-    step benchmarks/train_speed.py --models=full --patch_size=256 --batch_size=8 --repeats=10 --dtype=$dtype --json="$out/train_speed_$dtype.json"
+    step -m benchmarks.train_speed --models=full --patch_size=256 --batch_size=8 --repeats=10 --dtype=$dtype --json="$out/train_speed_$dtype.json"
   done
 }
 for part in ${PARTS:-speed parity train}; do

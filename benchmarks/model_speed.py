@@ -1,9 +1,12 @@
 """Forward and forward+backward speed of D2LNet, with achieved convolution GFLOP/s.
 
-    python benchmarks/model_speed.py --torch              # full and small model, 128 and 256,
+    python -m benchmarks.model_speed --torch              # full and small model, 128 and 256,
                                                           # with the PyTorch baseline in the same run
-    python benchmarks/model_speed.py --sizes=256 --dtype=bfloat16 --json=speed.json
-    python benchmarks/model_speed.py --xla-conv   # fastconv's gain: also with XLA's own 3x3 convolutions
+    python -m benchmarks.model_speed --sizes=256 --dtype=bfloat16 --json=speed.json
+    python -m benchmarks.model_speed --untuned    # d2ljax.cpu's gain: also with CPU tuning off
+
+Run it as a module from the repository root (`--torch` imports benchmarks.torch_reference);
+without `--torch` or `--torch-only`, `python benchmarks/model_speed.py` works too.
 
 The training step is the one the baseline figures in spec/performance_notes.md use: forward,
 L1 on out_2, backward, Adam.
@@ -24,18 +27,15 @@ import argparse
 import json
 import os
 import resource
-import sys
 import time
-from unittest import mock
 
 import jax
 import jax.numpy as jnp
 import numpy as np
 import optax
 
-sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
-from d2ljax import fastconv  # noqa: E402
-from d2ljax.model import D2LNet, forward_flops  # noqa: E402
+from d2ljax import cpu
+from d2ljax.model import D2LNet, forward_flops
 
 
 def conv_gflops(model: D2LNet, height: int, width: int) -> float:
@@ -180,9 +180,9 @@ def main():
                         help="time only the PyTorch baseline: run it in its own process, alternating with a JAX-only "
                              "process, for a fair pair (each library ran 10-50%% slower in a process where the "
                              "other had run; benchmarks/README.md)")
-    parser.add_argument("--xla-conv", action="store_true",
-                        help="also time both cases with XLA's own 3x3 convolutions and gradients "
-                             "(d2ljax.fastconv's baseline)")
+    parser.add_argument("--untuned", "--xla-conv", action="store_true",
+                        help="also time both cases with CPU tuning off (d2ljax.cpu.tuning(False): XLA's own "
+                             "3x3 convolutions and gradients, atan2, sin and cos), compiled in this process")
     parser.add_argument("--precision", default="default", choices=["default", "highest"],
                         help="float32 matmul/convolution precision: on GPUs 'default' lets both JAX and "
                              "PyTorch's convolutions use TF32, 'highest' makes both exact float32")
@@ -204,11 +204,9 @@ def main():
         model = D2LNet(3, wf, depth, dtype=dtype)
         for size in map(int, args.sizes.split(",")):
             implementations = {} if args.torch_only else {"jax": jax_cases(model, size, args.batch)}
-            if args.xla_conv:
-                xla_input_grad = lambda dy, kernel: fastconv.conv(dy, fastconv.input_grad_kernel(kernel))  # noqa: E731
-                with mock.patch.multiple(fastconv, cpu_conv=fastconv.conv, cpu_input_grad=xla_input_grad,
-                                         cpu_weight_grad=fastconv.weight_grad_xla):
-                    implementations["jax_xla_conv"] = jax_cases(model, size, args.batch)  # compiled here
+            if args.untuned:
+                with cpu.tuning(False):  # compiled here, by fresh jits: the tuned cases keep their programs
+                    implementations["jax_untuned"] = jax_cases(model, size, args.batch)
             if args.torch or args.torch_only:
                 implementations["torch"] = torch_cases(model, size, args.batch)
             row = {"wf": wf, "depth": depth, "size": size, "batch": args.batch, "dtype": args.dtype,
@@ -234,13 +232,13 @@ def report(row: dict) -> str:
     g = row["forward_gflops"]
     parts = [f"wf={row['wf']} depth={row['depth']} {row['size']}x{row['size']} batch {row['batch']} {row['dtype']} "
              f"precision {row['precision']} on {row['device']}"]
-    for name in ("jax", "jax_xla_conv", "torch"):
+    for name in ("jax", "jax_untuned", "torch"):
         if name in row:
             t = row[name]
             parts.append(f"{name}: forward {t['forward_s']:.3f} s ({g / t['forward_s']:.0f} GFLOP/s), "
                          f"train step {t['train_step_s']:.3f} s ({3 * g / t['train_step_s']:.0f} GFLOP/s)"
                          + (f", {t['train_step_page_faults']} page faults" if "train_step_page_faults" in t else ""))
-    for name, label in (("jax_xla_conv", "fastconv speed-up"), ("torch", "speed-up vs torch")):
+    for name, label in (("jax_untuned", "CPU tuning speed-up"), ("torch", "speed-up vs torch")):
         if "round_speedups" in row.get(name, {}):
             speedups = row[name]["round_speedups"]
             parts.append(f"{label}: forward {row[name]['forward_s'] / row['jax']['forward_s']:.2f}x, "

@@ -14,14 +14,12 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import sys
 
 import jax
 import numpy as np
 
-sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
-from d2ljax import convert  # noqa: E402
-from d2ljax.model import outputs_and_input_grad  # noqa: E402
+from d2ljax import convert
+from d2ljax.model import outputs_and_input_grad
 
 # The float32 tolerances of tests/test_model.py (images absolute; amplitude and gradient
 # relative to their max; phase in radians where the amplitude is not tiny).

@@ -1,8 +1,10 @@
 """Training throughput of d2ljax's real train step (dual-domain loss, Adam, EMA, sharded jit).
 
-    python benchmarks/train_speed.py                         # full model 128x128 batch 1, quickstart model
-    python benchmarks/train_speed.py --models=full --dtype=bfloat16 --json=train_speed.json
-    python benchmarks/train_speed.py --models=full --patch_size=256 --batch_size=8   # on a GPU
+    python -m benchmarks.train_speed                         # full model 128x128 batch 1, quickstart model
+    python -m benchmarks.train_speed --models=full --dtype=bfloat16 --json=train_speed.json
+    python -m benchmarks.train_speed --models=full --patch_size=256 --batch_size=8   # on a GPU
+
+Run it as a module from the repository root: it imports `configs` and benchmarks.model_speed.
 
 Each model is timed on a fixed random batch: the minimum over --repeats steps after one
 warm-up (compile) step, data loading excluded. GFLOP/s counts the convolutions only
@@ -14,18 +16,14 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
-import sys
 import time
 
 import jax
 import numpy as np
 
-ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-sys.path.insert(0, ROOT)
-from benchmarks.model_speed import conv_gflops  # noqa: E402
-from configs import bsds, default, quickstart  # noqa: E402
-from d2ljax import train_lib  # noqa: E402
+from benchmarks.model_speed import conv_gflops
+from configs import bsds, default, quickstart
+from d2ljax import train_lib
 
 
 def full_config():

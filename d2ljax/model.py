@@ -16,7 +16,8 @@ import flax.linen as nn
 import jax
 import jax.numpy as jnp
 
-from d2ljax import fastconv, spectral
+from d2ljax import spectral
+from d2ljax.cpu import fastconv
 
 Dtype = Any
 
@@ -49,9 +50,9 @@ def _kernel_and_bias(module: nn.Module, kernel_shape: tuple, features: int, use_
 class Conv3x3(nn.Module):
     """A 3x3 convolution, stride 1, zero padding 1: `nn.Conv`'s parameters and result.
 
-    It runs through `fastconv.conv3x3`, which XLA:CPU runs 1.2-1.3x faster forward and
-    differentiates 2-3x faster than `nn.Conv` (benchmarks/README.md); other backends run it as
-    XLA does.
+    It runs through `fastconv.conv3x3`, which on the CPU computes the forward pass and the
+    gradients in forms XLA:CPU runs faster than `nn.Conv`'s (benchmarks/cpu_tuning.md); other
+    backends, and the CPU with `d2ljax.cpu.tuning(False)`, run it as XLA does.
     """
     features: int
     use_bias: bool = True

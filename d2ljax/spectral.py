@@ -9,8 +9,8 @@ traps (see spec/architecture.md, "Numerical care") are handled here once for eve
   phase convolutions turn that 2*pi jump into visible output differences. We set their
   imaginary part to exactly +0, so their phase is exactly 0 or +pi.
 * `jnp.abs` and `jnp.angle` have NaN gradients at 0, which constant or all-zero feature
-  maps produce. `amplitude` and `phase` return their values (phase to float32 rounding:
-  `fastmath`) but zero gradients there.
+  maps produce. `amplitude` and `phase` return their values (phase on the CPU to float32
+  rounding: `d2ljax.cpu.fastmath`) but zero gradients there, on every platform.
 
 All functions transform over the last two axes (..., H, W): channels-first is the layout in
 which XLA's FFTs need no transposes (spec/performance_notes.md).
@@ -19,11 +19,12 @@ from __future__ import annotations
 
 import functools
 
+import jax
 import jax.numpy as jnp
 import numpy as np
 from jax import lax
 
-from d2ljax import fastmath
+from d2ljax.cpu import fastmath
 
 AXES = (-2, -1)
 
@@ -66,7 +67,7 @@ def mirror(m: jnp.ndarray, width: int, odd: bool) -> jnp.ndarray:
     Columns 0 and W/2 (W even) mirror onto themselves with the row index negated, so their
     actual values are read there (this keeps the exactly-real bins at phase 0 or pi). Only
     those columns are flipped (a whole flipped copy and a select made the phase branch's
-    backward pass 10-15% slower on XLA:CPU).
+    backward pass slower on XLA:CPU).
     """
     def rows_negated(column):  # row r -> row (-r) mod H
         return jnp.roll(jnp.flip(column, axis=-2), 1, axis=-2)
@@ -98,9 +99,38 @@ def amplitude(z: jnp.ndarray) -> jnp.ndarray:
 
 
 def phase(z: jnp.ndarray) -> jnp.ndarray:
-    """angle(z) in [-pi, pi]: `jnp.angle` to float32 rounding (exactly at 0, +-pi/2 and +-pi,
-    signed zeros included), with a zero (not NaN) gradient where z == 0 (`fastmath.atan2`)."""
-    return fastmath.atan2(z.imag, z.real)
+    """angle(z) in [-pi, pi]: `jnp.angle` (on the CPU to float32 rounding, exactly at 0, +-pi/2 and
+    +-pi, signed zeros included), with a zero (not NaN) gradient where z == 0 (`atan2`)."""
+    return atan2(z.imag, z.real)
+
+
+@jax.custom_jvp
+def atan2(y: jnp.ndarray, x: jnp.ndarray) -> jnp.ndarray:
+    """The angle of (x, y) in [-pi, pi], `jnp.arctan2`'s value (`d2ljax.cpu.fastmath.atan2`), with
+    its exact derivative, which is 0 at (0, 0), where the angle is constant by convention, not NaN."""
+    return fastmath.atan2(y, x)
+
+
+@atan2.defjvp
+def _atan2_jvp(primals, tangents):
+    (y, x), (dy, dx) = primals, tangents
+    r2 = x * x + y * y
+    nonzero = r2 > 0
+    return atan2(y, x), jnp.where(nonzero, (x * dy - y * dx) / jnp.where(nonzero, r2, 1), 0)
+
+
+@jax.custom_jvp
+def sincos(x: jnp.ndarray) -> tuple:
+    """(sin x, cos x) (`d2ljax.cpu.fastmath.sincos`), with the exact derivatives (cos x, -sin x)
+    rather than those of the CPU's polynomials."""
+    return fastmath.sincos(x)
+
+
+@sincos.defjvp
+def _sincos_jvp(primals, tangents):
+    (x,), (dx,) = primals, tangents
+    sin, cos = sincos(x)
+    return (sin, cos), (cos * dx, -sin * dx)
 
 
 def unit_phasor(z: jnp.ndarray) -> jnp.ndarray:
@@ -112,8 +142,8 @@ def unit_phasor(z: jnp.ndarray) -> jnp.ndarray:
 
 
 def from_polar(amp: jnp.ndarray, pha: jnp.ndarray) -> jnp.ndarray:
-    """amp * exp(i pha) as a complex array (`fastmath.sincos`: vectorised in float32)."""
-    sin, cos = fastmath.sincos(pha)
+    """amp * exp(i pha) as a complex array (`sincos`)."""
+    sin, cos = sincos(pha)
     return lax.complex(amp * cos, amp * sin)
 
 

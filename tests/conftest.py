@@ -4,6 +4,7 @@ from pathlib import Path
 import jax
 import numpy as np
 import pytest
+from jax import export
 
 from d2ljax.checkpoints import abstract_variables
 
@@ -27,3 +28,9 @@ def random_variables(model, seed: int = 0, scale: float = 0.05) -> dict:
     rng = np.random.default_rng(seed)
     return jax.tree_util.tree_unflatten(
         treedef, [(scale * rng.standard_normal(leaf.shape)).astype(np.float32) for leaf in leaves])
+
+
+def lowered(fn, *args, platform: str) -> str:
+    """The StableHLO text of fn(*args) lowered for `platform` ("cpu", "cuda", "rocm", "tpu": no such
+    device needed), traced now: through a fresh function, as JAX caches traces by function."""
+    return export.export(jax.jit(lambda *a: fn(*a)), platforms=(platform,))(*args).mlir_module()

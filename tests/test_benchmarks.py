@@ -16,6 +16,13 @@ def test_benchmark_imports(name):
     importlib.import_module(f"benchmarks.{name}")
 
 
+def test_benchmarks_import_the_installed_package():
+    """No script edits sys.path: they import d2ljax as installed, and the ones that import another
+    benchmark (or configs) run as `python -m benchmarks.NAME` from the repository root."""
+    for path in BENCHMARKS.glob("*.py"):
+        assert "sys.path" not in path.read_text(), path.name
+
+
 def test_model_speed_times_each_case_in_its_own_block():
     """Forward passes back to back, then train steps back to back; implementations alternate."""
     from benchmarks import model_speed

@@ -5,8 +5,10 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 import pytest
+from conftest import lowered
 
-from d2ljax import fastconv
+from d2ljax import cpu
+from d2ljax.cpu import fastconv
 from d2ljax.model import Conv3x3
 
 # (N, H, W, C_in, C_out) reaching each branch of cpu_weight_grad (and cpu_conv's few-channel forms)
@@ -104,3 +106,30 @@ def test_module_matches_flax_conv():
     np.testing.assert_allclose(ours.apply(variables, x), reference.apply(variables, x), atol=1e-6)
     for got, want in zip(jax.tree.leaves(loss(ours)), jax.tree.leaves(loss(reference))):
         assert relative(got, want) < 1e-5
+
+
+def _conv_and_grads(x, kernel):
+    """The convolution and its input and weight gradients for the cotangent cos(y)."""
+    y, vjp = jax.vjp(fastconv.conv3x3, x, kernel)
+    return (y,) + vjp(jnp.cos(y))
+
+
+WINOGRAD_SHAPES = (jax.ShapeDtypeStruct((1, 64, 64, 64), jnp.float32),
+                   jax.ShapeDtypeStruct((3, 3, 64, 64), jnp.float32))
+
+
+@pytest.mark.parametrize("platform", ["cuda", "rocm", "tpu"])
+def test_other_platforms_run_xla_convolutions(platform):
+    """Lowered for a GPU or TPU, the forward pass and both gradients are XLA's three convolutions,
+    at a shape where the CPU runs Winograd's form for all three."""
+    assert lowered(_conv_and_grads, *WINOGRAD_SHAPES, platform=platform).count("stablehlo.convolution") == 3
+
+
+@pytest.mark.skipif(jax.default_backend() != "cpu", reason="fastconv's own forms run on the CPU only")
+def test_tuning_off_runs_xla_convolutions_on_the_cpu():
+    assert lowered(_conv_and_grads, *WINOGRAD_SHAPES, platform="cpu").count("stablehlo.convolution") == 0
+    x, kernel = random((1, 20, 12, 3), jnp.float32, 9), random((3, 3, 3, 8), jnp.float32, 10)
+    with cpu.tuning(False):
+        assert lowered(_conv_and_grads, *WINOGRAD_SHAPES, platform="cpu").count("stablehlo.convolution") == 3
+        np.testing.assert_array_equal(fastconv.conv3x3(x, kernel), fastconv.conv(x, kernel))
+    assert not jnp.array_equal(fastconv.conv3x3(x, kernel), fastconv.conv(x, kernel))  # conv_taps again

@@ -4,7 +4,7 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from d2ljax import spectral
+from d2ljax import cpu, spectral
 
 
 def test_real_bins_mask_matches_hermitian_self_conjugate_bins():
@@ -35,7 +35,8 @@ def test_negative_real_bin_has_phase_plus_pi():
 def test_forward_equals_jnp_and_gradients_finite():
     z = jnp.array([0 + 0j, 3 + 4j, -2 + 0j, 0 - 1j, 1e-3 + 1e-3j], jnp.complex64)
     np.testing.assert_array_equal(spectral.amplitude(z), jnp.abs(z))
-    # phase is fastmath.atan2: within float32 rounding of jnp.angle, exact at multiples of pi/2
+    # phase is spectral.atan2 (on the CPU d2ljax.cpu.fastmath's polynomial): within float32 rounding of
+    # jnp.angle, exact at multiples of pi/2
     phase, angle = np.asarray(spectral.phase(z)), np.asarray(jnp.angle(z))
     np.testing.assert_allclose(phase, angle, rtol=3e-7, atol=0)
     np.testing.assert_array_equal(phase[[0, 2, 3]], angle[[0, 2, 3]])
@@ -48,6 +49,25 @@ def test_forward_equals_jnp_and_gradients_finite():
     np.testing.assert_allclose(g_amp[0][1], 3 / 5, rtol=1e-6)
     np.testing.assert_allclose(g_pha[0][1], -4 / 25, rtol=1e-6)
     assert g_amp[0][0] == 0 and g_pha[0][0] == 0
+
+
+@pytest.mark.parametrize("tuned", [True, False], ids=["CPU tuning", "jnp's functions"])
+def test_derivatives_are_the_exact_ones_and_zero_at_the_origin(tuned):
+    """spectral.atan2 and sincos: exact derivatives whichever function gives the values (the CPU's
+    polynomials, or jnp's as on GPUs), and 0, not NaN, at the origin."""
+    with cpu.tuning(tuned):
+        y, x = jnp.float32([3.0, 0.0, -1.0]), jnp.float32([4.0, 0.0, -1e-3])
+        dy, dx = map(np.asarray, jax.grad(lambda y, x: spectral.atan2(y, x).sum(), argnums=(0, 1))(y, x))
+        off = [0, 2]  # away from the origin
+        x_off, y_off = np.asarray(x)[off], np.asarray(y)[off]
+        r2 = x_off ** 2 + y_off ** 2
+        np.testing.assert_allclose(dy[off], x_off / r2, rtol=1e-6)
+        np.testing.assert_allclose(dx[off], -y_off / r2, rtol=1e-6)
+        assert dy[1] == 0 and dx[1] == 0
+        t = jnp.float32([0.3, -2.0, 7.0])
+        np.testing.assert_allclose(jax.grad(lambda t: spectral.sincos(t)[0].sum())(t), np.cos(np.asarray(t)), rtol=1e-6)
+        np.testing.assert_allclose(jax.grad(lambda t: spectral.sincos(t)[1].sum())(t), -np.sin(np.asarray(t)),
+                                   rtol=1e-6)
 
 
 def test_polar_roundtrip_and_irfft2_odd_width():

@@ -1,9 +1,10 @@
 """A 3x3 'same' convolution that is fast on XLA's CPU backend, forward and backward.
 
 XLA:CPU's weight gradient of a 3x3 convolution (a convolution whose "kernel" is the whole
-output gradient) runs 2-12x slower than its forward pass, and its forward pass and input
-gradient run at 0.6-0.9x PyTorch's at D2LNet's widest shapes (benchmarks/conv_grad.py,
-benchmarks/README.md). On the CPU only, `conv3x3` computes them as matrix products instead:
+output gradient) runs several times slower than its forward pass, its forward pass and input
+gradient trail PyTorch's at D2LNet's widest shapes, and its convolutions with few channels on one
+side run far slower per multiplication than wide ones. On the CPU only, `conv3x3` computes them as
+matrix products and elementwise sums instead:
 
 - Winograd F(2x2, 3x3) (Lavin & Gray, 2016): 16 matrix products over 2x2 output tiles,
   2.25x fewer multiplications than the direct form (even heights and widths). The forward pass
@@ -13,16 +14,17 @@ benchmarks/README.md). On the CPU only, `conv3x3` computes them as matrix produc
 - im2col for the weight gradient on small maps: the 9 shifted views of the input stacked, one
   matrix product over the pixels;
 - few channels on one side (the image's own convolutions, the 3-channel outputs, the 2 -> 1
-  attention maps), where XLA:CPU's convolution runs 3-15x slower per multiplication than at
-  16 channels and more: shift the narrow side. Few inputs: the 9 x C_in shifted input channels
+  attention maps): shift the narrow side. Few inputs: the 9 x C_in shifted input channels
   times their weights, summed elementwise (`conv_taps`); few outputs: one matrix product into
   the 9 x C_out per-tap outputs, then their 9 shifted views summed (`conv_project`), and the
   weight gradient from the 9 shifted views of the narrow output gradient
   (`weight_grad_few_outputs`).
 
-Elsewhere XLA's own. All forms equal XLA's in exact arithmetic (float64 to 1e-12); in float32
-their errors against float64 are no larger than XLA's own (tests/test_fastconv.py).
-Other backends (GPU, TPU) run XLA's convolution and gradients unchanged.
+Elsewhere XLA's own. Which form runs is a rule on the shape whose limits are
+`d2ljax.cpu.thresholds` (benchmarks/cpu_tuning.md has the timings behind them). All forms equal
+XLA's in exact arithmetic (float64 to 1e-12); in float32 their errors against float64 are no
+larger than XLA's own (tests/test_fastconv.py). Other backends (GPU, TPU), and the CPU with
+`d2ljax.cpu.tuning(False)`, run XLA's convolution and gradients unchanged.
 """
 from __future__ import annotations
 
@@ -30,16 +32,10 @@ import jax
 import jax.numpy as jnp
 from jax import lax
 
+from d2ljax import cpu
+from d2ljax.cpu import thresholds as limits
+
 DIMENSIONS = ("NHWC", "HWIO", "NHWC")
-SMALL_MAP = 64  # pixels per batch at or below which im2col's weight gradient is fastest...
-ODD_MAP = 256  # ...and for odd sizes (no Winograd form) up to this many; XLA's above
-FEW_INPUTS = 4  # input channels at or below which XLA's own gradient is fastest on maps...
-FEW_INPUTS_MAP = 256 * 256  # ...below this many pixels; im2col's from there (the image's own convolution)
-FEW_CHANNELS_ONE_SIDE = 4  # input (output) channels at or below which conv_taps (conv_project) is fastest
-FEW_CHANNELS = 16  # input channels at or below which XLA's weight gradient wins for batches...
-BATCHED_MAP = 32 * 32  # ...of maps above this many pixels
-WINOGRAD_CHANNELS = 64  # input and output channels from which Winograd's forward form beats XLA:CPU's...
-WINOGRAD_WORK = 2 ** 17  # ...given at least this many pixels (whole batch) x channels (the fewer of in, out)
 
 
 def conv(x: jnp.ndarray, kernel: jnp.ndarray) -> jnp.ndarray:
@@ -60,7 +56,7 @@ def weight_grad_im2col(x: jnp.ndarray, dy: jnp.ndarray) -> jnp.ndarray:
     """dW[i, j] = sum over pixels p of x_pad[p + (i, j)] dy[p]: one (9 C_in, P) x (P, C_out) product.
 
     The shifted views are stacked on a leading axis, channels first: XLA:CPU concatenates on the
-    channel axis some 50x slower.
+    channel axis far slower.
     """
     n, h, w, c = x.shape
     xp = jnp.pad(x, ((0, 0), (1, 1), (1, 1), (0, 0))).transpose(3, 0, 1, 2)
@@ -82,14 +78,14 @@ def _shifted(x: jnp.ndarray, flipped: bool = False) -> list:
 
 def conv_taps(x: jnp.ndarray, kernel: jnp.ndarray) -> jnp.ndarray:
     """`conv` for few input channels: the sum of 9 x C_in shifted input channels times their kernel rows,
-    one elementwise fusion (3 -> 16 channels at 256x256: 0.6 ms against XLA's 2.0; benchmarks/README.md)."""
+    one elementwise fusion."""
     c = x.shape[-1]
     return sum(view[..., i:i + 1] * kernel[t // 3, t % 3, i] for t, view in enumerate(_shifted(x)) for i in range(c))
 
 
 def conv_project(x: jnp.ndarray, kernel: jnp.ndarray) -> jnp.ndarray:
     """`conv` for few output channels: one matrix product into the 9 x C_out outputs of the kernel's taps,
-    then the 9 shifted views summed (16 -> 3 channels at 256x256: 0.9 ms against XLA's 4.0)."""
+    then the 9 shifted views summed."""
     c, o = kernel.shape[2:]
     z = x @ kernel.transpose(2, 0, 1, 3).reshape(c, 9 * o)  # (N, H, W, 9 C_out), tap-major
     return sum(view[..., t * o:(t + 1) * o] for t, view in enumerate(_shifted(z)))
@@ -97,8 +93,7 @@ def conv_project(x: jnp.ndarray, kernel: jnp.ndarray) -> jnp.ndarray:
 
 def weight_grad_few_outputs(x: jnp.ndarray, dy: jnp.ndarray) -> jnp.ndarray:
     """The weight gradient for few output channels: dW[i, j] = sum over pixels p of x[p] dy_pad[p - (i, j) + 2],
-    one (C_in, P) x (P, 9 C_out) product over the narrow output gradient's shifted views (64 -> 3
-    channels at 256x256: 5.5 ms against Winograd's 20, XLA's 77)."""
+    one (C_in, P) x (P, 9 C_out) product over the narrow output gradient's shifted views."""
     c, o = x.shape[-1], dy.shape[-1]
     views = jnp.concatenate(_shifted(dy, flipped=True), -1).reshape(-1, 9 * o)
     return (x.reshape(-1, c).T @ views).reshape(c, 3, 3, o).transpose(1, 2, 0, 3)
@@ -133,7 +128,7 @@ def winograd_input_tiles(x: jnp.ndarray) -> list:
     """B^T d B for the 4x4 tiles d of the zero-padded input at stride 2: 16 (N, H/2, W/2, C) arrays.
 
     Kept as 16 arrays: stacking them into one costs XLA:CPU a pass over 4x the input's size,
-    which made both Winograd forms 1.3-1.5x slower (benchmarks/README.md).
+    which made both Winograd forms slower.
     """
     n, h, w, c = x.shape
     xp = jnp.pad(x, ((0, 0), (1, 1), (1, 1), (0, 0)))
@@ -144,8 +139,7 @@ def winograd_input_tiles(x: jnp.ndarray) -> list:
 def winograd_kernel(kernel: jnp.ndarray) -> list:
     """G W G^T: the 16 (C_in, C_out) matrices of the transformed kernel, row-major over the 4x4 tile.
 
-    Elementwise sums, not an einsum with G: XLA:CPU ran that einsum 2.5-15x slower
-    (26 ms at 512 channels; benchmarks/README.md).
+    Elementwise sums, not an einsum with G: XLA:CPU ran that einsum several times slower.
     """
     rows = _g([kernel[i] for i in range(3)])
     return [u for row in rows for u in _g([row[j] for j in range(3)])]
@@ -158,7 +152,7 @@ def conv_winograd(x: jnp.ndarray, kernel: jnp.ndarray, input_grad: bool = False)
     Needs even heights and widths. With `input_grad`, x is an output gradient and the result its
     `conv` with `input_grad_kernel(kernel)`, the input gradient, without forming that kernel: the
     flip reverses the kernel's rows and columns, the channel swap transposes the 16 matrices inside
-    the products (XLA:CPU fused the swapped kernel into the transform, 17 ms per matrix at 512 channels).
+    the products (XLA:CPU fused the swapped kernel into the transform, slowly).
     """
     n, h, w, _ = x.shape
     u = winograd_kernel(kernel[::-1, ::-1] if input_grad else kernel)
@@ -191,22 +185,21 @@ def _wide(form):
 
 
 def cpu_weight_grad(x: jnp.ndarray, dy: jnp.ndarray) -> jnp.ndarray:
-    """The fastest of the three forms on XLA:CPU for this shape (benchmarks/conv_grad.py).
+    """The fastest of the forms on XLA:CPU for this shape (benchmarks/conv_grad.py times them).
 
     Winograd's on even maps; im2col's on tiny maps and small odd ones; `weight_grad_few_outputs` for
-    few output channels; XLA's own on larger odd maps, for 16-channel batches of maps above 32x32
-    (16 maps of 64x64: XLA 7-8 ms, Winograd 11-13), and for the image's own convolution (<= 4 input
-    channels) below 256x256 pixels.
+    few output channels; XLA's own on larger odd maps, for batches of larger maps with few (16)
+    channels, and for the image's own convolution (<= 4 input channels) on maps below 256x256.
     """
     n, h, w, c = x.shape
     odd, pixels = h % 2 or w % 2, n * h * w
-    if c <= FEW_INPUTS:
-        return _wide(weight_grad_im2col)(x, dy) if h * w >= FEW_INPUTS_MAP else weight_grad_xla(x, dy)
-    if dy.shape[-1] <= FEW_CHANNELS_ONE_SIDE:
+    if c <= limits.FEW_INPUTS:
+        return _wide(weight_grad_im2col)(x, dy) if h * w >= limits.FEW_INPUTS_MAP else weight_grad_xla(x, dy)
+    if dy.shape[-1] <= limits.FEW_CHANNELS_ONE_SIDE:
         return _wide(weight_grad_few_outputs)(x, dy)
-    if pixels <= SMALL_MAP or (odd and pixels <= ODD_MAP):
+    if pixels <= limits.SMALL_MAP or (odd and pixels <= limits.ODD_MAP):
         return _wide(weight_grad_im2col)(x, dy)
-    if odd or (n > 1 and h * w > BATCHED_MAP and c <= FEW_CHANNELS):
+    if odd or (n > 1 and h * w > limits.BATCHED_MAP and c <= limits.FEW_CHANNELS):
         return weight_grad_xla(x, dy)
     return _wide(weight_grad_winograd)(x, dy)
 
@@ -214,16 +207,15 @@ def cpu_weight_grad(x: jnp.ndarray, dy: jnp.ndarray) -> jnp.ndarray:
 def winograd_pays(x: jnp.ndarray, kernel: jnp.ndarray) -> bool:
     """Whether `conv_winograd` beats XLA:CPU's convolution for x and kernel (either direction):
     float32 or wider, even maps, at least WINOGRAD_CHANNELS channels in and out, and at least
-    WINOGRAD_WORK pixels x channels (from 32x32 maps at 128 channels, 16x16 at 512;
-    benchmarks/README.md).
+    WINOGRAD_WORK pixels x channels (from 32x32 maps at 128 channels, 16x16 at 512).
 
-    With few channels the 16 narrow matrix products lose to XLA's direct form (5x for D2LNet's
-    last convolution, 64 -> 3), and on small maps the tile transforms outweigh the saving.
+    With few channels the 16 narrow matrix products lose to XLA's direct form (D2LNet's last
+    convolution, 64 -> 3, by far), and on small maps the tile transforms outweigh the saving.
     """
     n, h, w, _ = x.shape
     channels = min(kernel.shape[2:])
-    return (h % 2 == 0 and w % 2 == 0 and channels >= WINOGRAD_CHANNELS and n * h * w * channels >= WINOGRAD_WORK
-            and jnp.finfo(x.dtype).bits >= 32)
+    return (h % 2 == 0 and w % 2 == 0 and channels >= limits.WINOGRAD_CHANNELS
+            and n * h * w * channels >= limits.WINOGRAD_WORK and jnp.finfo(x.dtype).bits >= 32)
 
 
 def cpu_conv(x: jnp.ndarray, kernel: jnp.ndarray) -> jnp.ndarray:
@@ -231,13 +223,13 @@ def cpu_conv(x: jnp.ndarray, kernel: jnp.ndarray) -> jnp.ndarray:
     where it pays, else XLA's.
 
     Not `conv_taps` into Winograd-wide outputs (3 -> 64 channels): XLA:CPU fused those 27 products into the
-    loop of a Winograd convolution's output transform (sam12), one 59 ms fusion in the full model's
-    256x256 forward where the taps alone take 1.9 ms.
+    loop of a Winograd convolution's output transform (sam12), one fusion many times slower than the
+    taps alone.
     """
     c_in, c_out = kernel.shape[2:]
-    if c_in <= FEW_CHANNELS_ONE_SIDE and c_out < WINOGRAD_CHANNELS:
+    if c_in <= limits.FEW_CHANNELS_ONE_SIDE and c_out < limits.WINOGRAD_CHANNELS:
         return _wide(conv_taps)(x, kernel)
-    if c_out <= FEW_CHANNELS_ONE_SIDE:
+    if c_out <= limits.FEW_CHANNELS_ONE_SIDE:
         return _wide(conv_project)(x, kernel)
     return conv_winograd(x, kernel) if winograd_pays(x, kernel) else conv(x, kernel)
 
@@ -260,9 +252,17 @@ def _forward(x, kernel):
     return lax.platform_dependent(x, kernel, cpu=cpu_conv, default=conv)
 
 
-@jax.custom_vjp
 def conv3x3(x: jnp.ndarray, kernel: jnp.ndarray) -> jnp.ndarray:
-    """3x3 convolution, stride 1, zero padding 1 (NHWC, HWIO): `conv`, faster on XLA:CPU."""
+    """3x3 convolution, stride 1, zero padding 1 (NHWC, HWIO): `conv`, faster on XLA:CPU.
+
+    With CPU tuning off (`d2ljax.cpu.tuning`) it is `conv`, differentiated by JAX.
+    """
+    return _tuned_conv3x3(x, kernel) if cpu.enabled() else conv(x, kernel)
+
+
+@jax.custom_vjp
+def _tuned_conv3x3(x: jnp.ndarray, kernel: jnp.ndarray) -> jnp.ndarray:
+    """`conv` with the CPU's forms on the CPU, forward and backward; XLA's elsewhere."""
     return _forward(x, kernel)
 
 
@@ -279,4 +279,4 @@ def _conv3x3_bwd(residuals, dy):
     return dx, dw.astype(kernel.dtype)
 
 
-conv3x3.defvjp(_conv3x3_fwd, _conv3x3_bwd)
+_tuned_conv3x3.defvjp(_conv3x3_fwd, _conv3x3_bwd)

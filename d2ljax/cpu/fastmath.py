@@ -1,22 +1,25 @@
-"""atan2 and sin/cos in float32 as plain arithmetic that XLA vectorises.
+"""atan2 and sin/cos in float32 as plain arithmetic that XLA vectorises, on the CPU.
 
-XLA:CPU calls the C library's scalar atan2f, sinf and cosf once per element: 19 ns per element
-for atan2 and 5 for sin or cos on this project's 2-core CPU, against 0.4 for exp. The phase
-branches of D2LNet take the angle of, and rebuild, millions of spectral bins per block, so
-those calls were most of the phase branches' time (benchmarks/README.md, "Session 8"). These
-forms reduce the argument and evaluate Cephes' minimax polynomials (atanf, sinf, cosf) with
-multiplies, adds and selects only: absolute errors against float64 below 3e-7 for atan2 and
-1.5e-7 for sin and cos (XLA's: 2.4e-7, 3.3e-8; tests/test_fastmath.py). Other dtypes (float64
-under x64) use jnp's functions.
+XLA:CPU calls the C library's scalar atan2f, sinf and cosf once per element, many times the cost
+of a vectorised exp; D2LNet's phase branches take the angle of, and rebuild, millions of spectral
+bins per block, so those calls were most of the phase branches' time (benchmarks/cpu_tuning.md).
+`atan2_float32` and `sincos_float32` reduce the argument and evaluate Cephes' minimax
+polynomials (atanf, sinf, cosf) with multiplies, adds and selects only: absolute errors against
+float64 below 3e-7 for atan2 and 1.5e-7 for sin and cos, about an ulp of XLA's own
+(tests/test_fastmath.py asserts these bounds).
 
-Their derivatives are the exact ones (custom JVPs), and atan2's is 0 at (0, 0), where the
-angle is constant by convention, instead of NaN.
+`atan2` and `sincos` are jnp's functions with these forms for float32 on the CPU (chosen by
+`lax.platform_dependent`, so GPUs and TPUs keep XLA's own) while CPU tuning is on
+(`d2ljax.cpu.tuning`); other dtypes (float64 under x64) keep jnp's everywhere. They give values only: `spectral.atan2` and `spectral.sincos` wrap them
+with their exact derivatives, NaN-safe at the origin, on every platform.
 """
 from __future__ import annotations
 
-import jax
 import jax.numpy as jnp
 import numpy as np
+from jax import lax
+
+from d2ljax import cpu
 
 _F32 = np.float32
 _PI, _PI_2, _PI_4 = _F32(np.pi), _F32(np.pi / 2), _F32(np.pi / 4)
@@ -40,7 +43,7 @@ def _atan_unit(t):
     return jnp.where(big, _PI_4, _F32(0)) + (u + u * z * p)
 
 
-def _atan2_float32(y, x):
+def atan2_float32(y, x):
     """atan2 by octant: atan(min/max) on [0, 1], then reflected by |y| > |x|, the sign of x
     (signed zeros included: atan2(+-0, -0) = +-pi) and the sign of y. NaN in, NaN out."""
     ax, ay = jnp.abs(x), jnp.abs(y)
@@ -51,21 +54,14 @@ def _atan2_float32(y, x):
     return jnp.copysign(a, y)
 
 
-@jax.custom_jvp
 def atan2(y, x):
-    """The angle of (x, y) in [-pi, pi], as `jnp.arctan2`, with a zero derivative at (0, 0)."""
-    return _atan2_float32(y, x) if _is_float32(y) and _is_float32(x) else jnp.arctan2(y, x)
+    """The angle of (x, y) in [-pi, pi], `jnp.arctan2`'s value: `atan2_float32` for float32 on the CPU."""
+    if cpu.enabled() and _is_float32(y) and _is_float32(x):
+        return lax.platform_dependent(y, x, cpu=atan2_float32, default=jnp.arctan2)
+    return jnp.arctan2(y, x)
 
 
-@atan2.defjvp
-def _atan2_jvp(primals, tangents):
-    (y, x), (dy, dx) = primals, tangents
-    r2 = x * x + y * y
-    nonzero = r2 > 0
-    return atan2(y, x), jnp.where(nonzero, (x * dy - y * dx) / jnp.where(nonzero, r2, 1), 0)
-
-
-def _sincos_float32(x):
+def sincos_float32(x):
     """sin and cos: x = k pi/2 + r with |r| <= pi/4, polynomials in r, then the quadrant k mod 4."""
     k = jnp.round(x * _F32(2 / np.pi))
     r = x
@@ -82,14 +78,13 @@ def _sincos_float32(x):
     return jnp.where((q & 2) != 0, -sin, sin), jnp.where(((q + 1) & 2) != 0, -cos, cos)
 
 
-@jax.custom_jvp
+def _jnp_sincos(x):
+    return jnp.sin(x), jnp.cos(x)
+
+
 def sincos(x):
-    """(sin x, cos x); in float32 accurate for |x| <= 8192 (beyond it the reduction loses bits)."""
-    return _sincos_float32(x) if _is_float32(x) else (jnp.sin(x), jnp.cos(x))
-
-
-@sincos.defjvp
-def _sincos_jvp(primals, tangents):
-    (x,), (dx,) = primals, tangents
-    sin, cos = sincos(x)
-    return (sin, cos), (cos * dx, -sin * dx)
+    """(sin x, cos x): `sincos_float32` for float32 on the CPU (accurate for |x| <= 8192: beyond it
+    the reduction loses bits)."""
+    if cpu.enabled() and _is_float32(x):
+        return lax.platform_dependent(x, cpu=sincos_float32, default=_jnp_sincos)
+    return _jnp_sincos(x)
