@@ -4,11 +4,11 @@
     python -m benchmarks.train_speed --models=full --dtype=bfloat16 --json=train_speed.json
     python -m benchmarks.train_speed --models=full --patch_size=256 --batch_size=8   # on a GPU
 
-Run it as a module from the repository root: it imports `configs` and benchmarks.model_speed.
+Run it as a module from the repository root: it imports `configs`.
 
 Each model is timed on a fixed random batch: the minimum over --repeats steps after one
 warm-up (compile) step, data loading excluded. GFLOP/s counts the convolutions only
-(benchmarks/model_speed.py's conv_gflops), fwd+bwd = 3x forward. For reference, the released
+(d2ljax.model.forward_flops), fwd+bwd = 3x forward. For reference, the released
 PyTorch model takes about 1.88 s per batch-1 128x128 training step on the 2-core CPU of
 spec/performance_notes.md.
 """
@@ -21,9 +21,9 @@ import time
 import jax
 import numpy as np
 
-from benchmarks.model_speed import conv_gflops
 from configs import bsds, default, quickstart
 from d2ljax import train_lib
+from d2ljax.model import forward_flops
 
 
 def full_config():
@@ -42,21 +42,22 @@ def measure(name: str, config, repeats: int) -> dict:
     train_lib.check_config(config)
     model = train_lib.make_model(config)
     lr_fn = train_lib.create_learning_rate_fn(config)
-    tx = train_lib.create_optimizer(config, lr_fn)
+    tx = train_lib.create_optimizer(config)
     mesh = train_lib.make_mesh()
     state = train_lib.create_train_state(config, model, tx, mesh)
     step = train_lib.make_train_step(config, model, tx, lr_fn, mesh)
     shape = (config.batch_size, config.patch_size, config.patch_size, model.in_chn)
     rng = np.random.default_rng(0)
     batch = train_lib.global_batch([rng.uniform(size=shape).astype(np.float32) for _ in range(2)], mesh)
+    span = train_lib.schedule_span(0, config.num_train_steps)
     times = []
     for _ in range(repeats + 1):  # the first run compiles
         start = time.perf_counter()
-        state, metrics = step(state, batch)
+        state, metrics = step(state, batch, span)
         jax.block_until_ready(metrics)
         times.append(time.perf_counter() - start)
     seconds = min(times[1:])
-    gflops = 3 * conv_gflops(model, config.patch_size, config.patch_size) * config.batch_size
+    gflops = 3 * forward_flops(model, config.patch_size, config.patch_size) * config.batch_size / 1e9
     return {"model": name, "wf": config.wf, "depth": config.depth, "patch_size": config.patch_size,
             "batch_size": config.batch_size, "dtype": config.dtype, "devices": jax.device_count(),
             "platform": jax.devices()[0].platform, "compile_and_first_step_s": times[0],
