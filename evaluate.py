@@ -1,22 +1,26 @@
 """Evaluates D2LNet checkpoints (or JPEG alone) on benchmark sets, as the paper's tables do.
 
-  python evaluate.py --dataset=../shared/data/benchmarks/LIVE1_color --mode=color \
-      --qf=10,20,30 --jpeg_only --output=results/live1_color.json
+  python evaluate.py --dataset=PATH/TO/LIVE1_color --mode=color --qf=10,20,30 \
+      --checkpoint=color_blind --output=results/live1_color.json
 
 writes results/live1_color.json (per set / QF / method means, per-image figures, skipped files)
 and results/live1_color.md (the Markdown table, also printed). With --checkpoint=MODEL[,MODEL...]
 each model (a named model such as gray_qf10, a model folder or a training workdir) is one more
-column beside the JPEG one. A missing folder or model, a bad QF or a model of the other mode is
-one line `error: ...` and exit status 2. The protocol is ../shared/spec/protocol.md;
-d2ljax.evaluation holds the logic.
+column beside the JPEG one; --jpeg_only gives the JPEG rows alone. --save_images=FOLDER also
+writes every output and, per image and QF, a comparison crop (JPEG, each model, original).
+A missing folder or model, a bad QF or a model of the other mode is one line `error: ...`
+and exit status 2. The protocol (JPEG settings, gray = BT.601 Y, PSNR, SSIM, PSNR-B) is
+d2ljax.metrics' and d2ljax.jpeg's; d2ljax.evaluation holds the logic.
 """
-import sys
+from d2ljax import console
 
-from absl import app, flags
+console.quiet_native_logs()
 
-from d2ljax import evaluation
-from d2ljax.cpu import hostmem
-from d2ljax.imageio import MODES
+from absl import app, flags  # noqa: E402
+
+from d2ljax import evaluation  # noqa: E402
+from d2ljax.cpu import hostmem  # noqa: E402
+from d2ljax.imageio import MODES  # noqa: E402
 
 FLAGS = flags.FLAGS
 flags.DEFINE_list("dataset", None, "Benchmark folders (classic5, LIVE1_gray, LIVE1_color, "
@@ -29,32 +33,30 @@ flags.DEFINE_list("checkpoint", None, "Models to evaluate: named models (python 
 flags.DEFINE_bool("jpeg_only", False, "Evaluate the JPEG baseline alone (no model).")
 flags.DEFINE_string("output", None, "Results JSON; the Markdown table goes beside it (.md).",
                     required=True)
-flags.DEFINE_string("save_images", None, "Folder for the outputs as PNG (none saved if unset).")
+flags.DEFINE_string("save_images", None, "Folder for the outputs as PNG and comparison crops "
+                    "(JPEG | models | original); none saved if unset.")
 
 
 def main(argv):
     if len(argv) > 1:
-        raise app.UsageError(f"unexpected arguments: {argv[1:]}")
+        raise ValueError(f"unexpected arguments: {argv[1:]}")
     if bool(FLAGS.checkpoint) == FLAGS.jpeg_only:
-        raise app.UsageError("give either --checkpoint=MODEL[,MODEL...] or --jpeg_only")
+        raise ValueError("give either --checkpoint=MODEL[,MODEL...] or --jpeg_only")
     if FLAGS.output.endswith(".md"):
-        raise app.UsageError("--output is the JSON file; the .md table is written beside it")
+        raise ValueError("--output is the JSON file; the .md table is written beside it")
     try:
         qfs = [int(q) for q in FLAGS.qf]
     except ValueError:
-        raise app.UsageError(f"--qf must be integers, got {','.join(FLAGS.qf)}") from None
-    try:
-        methods = [evaluation.Method(evaluation.JPEG_METHOD)]
-        methods += [evaluation.checkpoint_method(m, FLAGS.mode) for m in FLAGS.checkpoint or []]
-        report = evaluation.evaluate(FLAGS.dataset, FLAGS.mode, qfs, methods, FLAGS.save_images)
-    except (LookupError, OSError, ValueError) as e:  # a missing folder or model, a bad QF, the other mode
-        print(f"error: {e}", file=sys.stderr)
-        return 2
+        raise ValueError(f"--qf must be integers, got {','.join(FLAGS.qf)}") from None
+    methods = [evaluation.Method(evaluation.JPEG_METHOD)]
+    methods += [evaluation.checkpoint_method(m, FLAGS.mode) for m in FLAGS.checkpoint or []]
+    report = evaluation.evaluate(FLAGS.dataset, FLAGS.mode, qfs, methods, FLAGS.save_images)
     print(evaluation.write_report(report, FLAGS.output))
+    print(f"written: {FLAGS.output} and its .md table" + (f"; images in {FLAGS.save_images}" if FLAGS.save_images else ""))
     for item in report["skipped"]:
         print(f"skipped: {item['error']}")
 
 
 if __name__ == "__main__":
     hostmem.rerun_with_huge_pages()  # glibc reads the setting at start-up only
-    app.run(main)
+    app.run(console.run_absl_main(main), flags_parser=console.parse_flags)

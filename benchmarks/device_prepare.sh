@@ -8,13 +8,14 @@
 # - .device/data/train: BSDS500 train + val (configs/gpu.py trains on them);
 # - .device/data/benchmarks: classic5, and LIVE1 colour as PNG (the same pixels as the BMPs in
 #   half the bytes; gray evaluation takes the protocol's Y of it, which is what LIVE1_gray holds);
+#   EVAL_SETS=0 leaves them out (17 MiB), e.g. to make room for a model to continue from;
 # - .device/init: MODEL_FOLDER, when given, to continue from (--config.init_from=.device/init).
 # It ends by checking the 64 MiB that a device call may carry (working tree + .device).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 data=${SHARED_DATA:-../shared/data}
 dest=.device
-mkdir -p "$dest/wheels" "$dest/data/train" "$dest/data/benchmarks"
+mkdir -p "$dest/wheels" "$dest/data/train"
 
 python3 -m pip download -q --disable-pip-version-check --no-deps --only-binary=:all: \
   --python-version 3.12 --implementation cp --platform manylinux_2_28_x86_64 \
@@ -25,8 +26,11 @@ python3 -m pip download -q --disable-pip-version-check --no-deps --only-binary=:
 for set in BSDS500_train BSDS500_val; do
   rm -rf "$dest/data/train/$set" && cp -r "$data/train/$set" "$dest/data/train/"
 done
-rm -rf "$dest/data/benchmarks/classic5" && cp -r "$data/benchmarks/classic5" "$dest/data/benchmarks/"
-python3 - "$data/benchmarks/LIVE1_color" "$dest/data/benchmarks/LIVE1_color" <<'PY'
+rm -rf "$dest/data/benchmarks"
+if [ "${EVAL_SETS:-1}" != 0 ]; then
+  mkdir -p "$dest/data/benchmarks"
+  cp -r "$data/benchmarks/classic5" "$dest/data/benchmarks/"
+  python3 - "$data/benchmarks/LIVE1_color" "$dest/data/benchmarks/LIVE1_color" <<'PY'
 import os, sys
 from PIL import Image
 source, target = sys.argv[1:]
@@ -35,6 +39,7 @@ for name in sorted(os.listdir(source)):
     with Image.open(os.path.join(source, name)) as image:
         image.save(os.path.join(target, os.path.splitext(name)[0] + ".png"), optimize=True)
 PY
+fi
 if [ $# -ge 1 ]; then rm -rf "$dest/init" && cp -r "$1" "$dest/init"; fi
 
 tree=$( (git ls-files -z; git ls-files -z --others --exclude-standard) | xargs -0 du -cb 2>/dev/null | tail -1 | cut -f1)

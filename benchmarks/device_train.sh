@@ -5,14 +5,16 @@
 # after benchmarks/device_prepare.sh has filled .device/ here (carry: [".device"]). It installs
 # the carried wheels offline, trains with the grain pipeline until the time budget, exports the
 # EMA and the trained parameters as model folders, evaluates the EMA model with evaluate.py
-# (gray: classic5 + LIVE1, colour: LIVE1; QF 10/20/30, EVAL_QF to change), and leaves in
+# (gray: classic5 + LIVE1, colour: LIVE1; QF 10/20/30, EVAL_QF to change; skipped when
+# the sets were not carried), and leaves in
 # OUT_DIR what the device tool brings back (at most 8 files of at most 16 MB):
 #   log.txt                 everything printed, written as it goes (survives a cut-off run)
 #   summary.json            patches/s, step time, TFLOP/s and share of the H200's peak,
 #                           input wait per step, validation PSNR by minute (train_summary.py)
 #   eval.json               evaluate.py's report (its table is in log.txt)
-#   model.tar.gz.part-NN    export_ema/, export_trained/, metrics.jsonl, config.json, model.json
-#                           and tensorboard/, split at 15 MiB: `cat model.tar.gz.part-* | tar xz`
+#   model.tar.gz.part-NN    model/ (EMA) and model_trained/ (model folders), metrics.jsonl,
+#                           config.json, model.json and tensorboard/, split at 15 MiB:
+#                           `cat model.tar.gz.part-* | tar xz`
 # Set PYTHON for another interpreter, WORKDIR for the training folder (default /tmp/d2ljax_run).
 set -uo pipefail
 out=${1:?usage: device_train.sh OUT_DIR CONFIG [--config.FIELD=VALUE ...]}
@@ -42,20 +44,23 @@ say "train exit status $?"
 say "summary"
 run "$py" -m benchmarks.train_summary "$work" --json "$out/summary.json"
 history=$("$py" -m benchmarks.train_summary "$work" --history --device "$device")
-for weights in ema trained; do
-  rm -rf "$work/export_$weights"
-  run "$py" -m d2ljax export "$work" "$work/export_$weights" --weights "$weights" --set "history=$history"
-done
+rm -rf "$work/model" "$work/model_trained"
+run "$py" -m d2ljax export "$work" "$work/model" --weights ema --set "history=$history"
+run "$py" -m d2ljax export "$work" "$work/model_trained" --weights trained --set "history=$history"
 say "pack"
-(cd "$work" && tar -czf - export_ema export_trained metrics.jsonl config.json model.json tensorboard) \
+(cd "$work" && tar -czf - model model_trained metrics.jsonl config.json model.json tensorboard) \
   | split -b 15m -d - "$out/model.tar.gz.part-"
 
 say "evaluate"
 sets=.device/data/benchmarks/LIVE1_color
 [ "$mode" = gray ] && sets=.device/data/benchmarks/classic5,$sets
-run "$py" evaluate.py --dataset="$sets" --mode="$mode" --qf="${EVAL_QF:-10,20,30}" \
-  --checkpoint="$work/export_ema" --output="$out/eval.json"
-rm -f "$out/eval.md"  # the table is in log.txt: one file fewer to bring back
+if [ -d .device/data/benchmarks/LIVE1_color ]; then
+  run "$py" evaluate.py --dataset="$sets" --mode="$mode" --qf="${EVAL_QF:-10,20,30}" \
+    --checkpoint="$work/model" --output="$out/eval.json"
+  rm -f "$out/eval.md"  # the table is in log.txt: one file fewer to bring back
+else
+  say "no benchmark sets carried (device_prepare.sh with EVAL_SETS=0): evaluate the model here"
+fi
 
 say "outputs"
 run ls -l "$out"

@@ -1,73 +1,126 @@
-"""What tiling and size buckets cost in PSNR, and how fast `d2ljax.restore` runs (MP/s).
+"""What tiling and size buckets change in `d2ljax.restore`'s output, and how fast it runs.
 
-    python benchmarks/restore_speed.py                                  # fixture model, all parts
-    python benchmarks/restore_speed.py --model workdirs/qf10 --parts tiling
-    python benchmarks/restore_speed.py --parts speed --limit 4 --json speed.json
+    python -m benchmarks.restore_speed --model color_qf10 --dataset PATH/TO/LIVE1_color --parts tiling --limit 10
+    python -m benchmarks.restore_speed --model color_qf10 --dataset PATH/TO/LIVE1_color --parts speed --limit 2
+    python -m benchmarks.restore_speed --model color_qf10 --parts photo          # one 4000x3000 (12 MP) photo
+    python -m benchmarks.restore_speed --random_weights 64:4 --dataset PATH/TO/LIVE1_color --parts speed --limit 1
 
-Tiling and bucketing: LIVE1_color is compressed at QF 10 (d2ljax.jpeg.compress) and restored
-whole at its exact size (the reference), then (a) in tiles of each --tiles TILE:OVERLAP and
-(b) padded to multiples of each --buckets. Reported per setting, as means over the images:
-the PSNR change against the ground truth ("loss", negative = worse) and PSNR(variant, whole)
-(from the mean MSE, so that identical images count), which measures the change itself and is
-meaningful for an untrained model too. --model is a named model, model folder or training
-workdir; without it, the released architecture (wf 16, depth 3) with the random
-PyTorch-initialised weights of ../shared/fixtures/official_rgb_wf16_d3.npz: its output is no
-restoration, so only PSNR(variant, whole) is telling then.
+--model is a named model (python -m d2ljax models), a model folder or a training workdir
+(default color_qf10); a gray model gets the gray (BT.601 Y) of the images, as evaluate.py's gray
+mode does. --dataset is a folder of ground-truth images (default: the sample photos shipped in
+d2ljax/assets/photos); --limit keeps its first N images.
 
-Speed: megapixels per second of `restoration.run_images` with the default Options on the first
---limit LIVE1 images (several sizes, so bucketing and batching count), after a warm-up pass
-that compiles; for the small model (wf 16, depth 3) and the full one (wf 64, depth 4), whose
-weights are random (speed does not depend on them).
+tiling: each image is compressed at --qf (d2ljax.jpeg.compress) and restored whole at its exact
+size (the reference: what evaluate.py measures), then (a) in tiles of each --tiles TILE:OVERLAP
+(max_pixels = TILE**2 forces tiling, bucket 0) and (b) whole but padded to multiples of each
+--buckets (as the default Options do for images up to max_pixels). Per setting: the PSNR change
+against the ground truth (variant minus reference; negative = worse), mean and worst image, and
+PSNR(variant, reference) computed from the mean and the largest MSE over the images.
+
+speed: seconds per image and megapixels per second of `restoration.run_images` with the default
+Options on the images, after a first pass that compiles (also reported).
+
+photo: the first image of --dataset resized (Lanczos) to --photo_size, compressed at --qf and
+restored once with the default Options (tiles of 1024, overlap 128): the seconds of one
+compiling tile, then of the whole photo with programs compiled.
+
+--random_weights WF:DEPTH times a colour D2LNet of that architecture with random weights instead
+of --model (speed does not depend on the weights; its output is no restoration, so it is refused
+for tiling).
 """
 from __future__ import annotations
 
 import argparse
 import json
+import os
 import time
-from pathlib import Path
 
 import jax
 import numpy as np
+from PIL import Image
 
-from d2ljax import checkpoints, convert, jpeg, pretrained, restoration
-from d2ljax.imageio import list_image_files, read_image
+from d2ljax import checkpoints, jpeg, pretrained, restoration, testsets
 from d2ljax.metrics import mse, psnr
 from d2ljax.model import D2LNet
 
-SHARED = Path(__file__).resolve().parents[2] / "shared"
-LIVE1 = SHARED / "data" / "benchmarks" / "LIVE1_color"
-FIXTURE = SHARED / "fixtures" / "official_rgb_wf16_d3.npz"
-EXACT = restoration.Options(max_pixels=1 << 40, tile=1, overlap=0, bucket=0)  # whole image, exact size
+SAMPLE_PHOTOS = os.path.join(os.path.dirname(os.path.abspath(restoration.__file__)), "assets", "photos")
+# Whole image at its exact size, however large: the reference.
+EXACT = restoration.Options(max_pixels=1 << 40, tile=1, overlap=0, bucket=0)
 
 
-def compare(model, variables, gts, inputs, reference, options: restoration.Options) -> dict:
-    """Mean PSNR change vs the ground truth, and mean PSNR(variant, reference), over the images."""
+def db(error: float) -> float:
+    return float(10 * np.log10(255.0 ** 2 / error)) if error else float("inf")
+
+
+def compare(model, variables, names, gts, inputs, reference, options: restoration.Options) -> dict:
+    """PSNR change vs the ground truth (mean, worst) and PSNR(variant, reference) over the images."""
     outs = [restoration.run_images(model, variables, [x], options)[0] for x in inputs]
-    loss = [psnr(gt, out) - psnr(gt, ref) for gt, out, ref in zip(gts, outs, reference)]
+    change = [psnr(gt, out) - psnr(gt, ref) for gt, out, ref in zip(gts, outs, reference)]
     to_ref = [mse(ref, out) for out, ref in zip(outs, reference)]  # 0 (identical) averages, inf dB would not
-    db = lambda error: float(10 * np.log10(255.0 ** 2 / error)) if error else float("inf")
-    return {"psnr_change_db": float(np.mean(loss)), "worst_change_db": float(np.min(loss)),
-            "psnr_vs_whole_db": db(np.mean(to_ref)), "worst_vs_whole_db": db(np.max(to_ref))}
+    worst = int(np.argmin(change))
+    return {"psnr_change_db": float(np.mean(change)), "worst_change_db": change[worst], "worst_image": names[worst],
+            "psnr_vs_whole_db": db(float(np.mean(to_ref))), "worst_vs_whole_db": db(max(to_ref)),
+            "identical_images": sum(e == 0 for e in to_ref),
+            "per_image": {n: {"change_db": c, "vs_whole_db": db(e)} for n, c, e in zip(names, change, to_ref)}}
 
 
-def quality_parts(model, variables, images, qf: int, tiles, buckets) -> list[dict]:
+def tiling_part(model, variables, names, images, qf: int, tiles, buckets) -> dict:
     inputs = [jpeg.compress(gt, qf) for gt in images]
     reference = [restoration.run_images(model, variables, [x], EXACT)[0] for x in inputs]
     whole = float(np.mean([psnr(gt, ref) for gt, ref in zip(images, reference)]))
-    print(f"whole-image, exact size: PSNR {whole:.3f} dB (JPEG QF {qf}: "
-          f"{np.mean([psnr(g, x) for g, x in zip(images, inputs)]):.3f} dB)", flush=True)
-    rows = []
-    # max_pixels = tile**2 restores every image larger than one tile in tiles (all of LIVE1).
+    jpeg_db = float(np.mean([psnr(gt, x) for gt, x in zip(images, inputs)]))
+    print(f"whole image, exact size: PSNR {whole:.3f} dB (JPEG QF {qf}: {jpeg_db:.3f} dB)", flush=True)
     settings = [("tiles", f"{t}:{o}", restoration.Options(max_pixels=t * t, tile=t, overlap=o, bucket=0))
                 for t, o in tiles]
     settings += [("bucket", str(b), restoration.Options(max_pixels=1 << 40, tile=1, overlap=0, bucket=b))
                  for b in buckets]
+    rows = []
     for kind, name, options in settings:
-        row = {"kind": kind, "setting": name, **compare(model, variables, images, inputs, reference, options)}
+        row = {"kind": kind, "setting": name,
+               **compare(model, variables, names, images, inputs, reference, options)}
         rows.append(row)
-        print(f"{kind:6} {name:>8}: PSNR change {row['psnr_change_db']:+.4f} dB (worst {row['worst_change_db']:+.4f}), "
-              f"PSNR vs whole {row['psnr_vs_whole_db']:.2f} dB (worst {row['worst_vs_whole_db']:.2f})", flush=True)
-    return rows
+        print(f"{kind:6} {name:>7}: PSNR change {row['psnr_change_db']:+.4f} dB (worst {row['worst_change_db']:+.4f}, "
+              f"{row['worst_image']}); PSNR vs whole {row['psnr_vs_whole_db']:.2f} dB "
+              f"(worst {row['worst_vs_whole_db']:.2f}; {row['identical_images']} identical)", flush=True)
+    return {"qf": qf, "whole_psnr_db": whole, "jpeg_psnr_db": jpeg_db, "settings": rows}
+
+
+def speed_part(model, variables, images, options: restoration.Options) -> dict:
+    start = time.perf_counter()
+    restoration.run_images(model, variables, images, options)  # compiles each bucket and batch size
+    first = time.perf_counter() - start
+    start = time.perf_counter()
+    restoration.run_images(model, variables, images, options)
+    seconds = time.perf_counter() - start
+    megapixels = sum(im.shape[0] * im.shape[1] for im in images) / 1e6
+    row = {"images": len(images), "megapixels": megapixels, "first_pass_s": first, "seconds": seconds,
+           "s_per_image": seconds / len(images), "mp_per_s": megapixels / seconds}
+    print(f"speed: {row['mp_per_s']:.3f} MP/s, {row['s_per_image']:.1f} s per image ({len(images)} images, "
+          f"{megapixels:.2f} MP in {seconds:.1f} s; first pass with compiles {first:.1f} s)", flush=True)
+    return row
+
+
+def photo_part(model, variables, image: np.ndarray, size: tuple[int, int], qf: int,
+               options: restoration.Options) -> dict:
+    width, height = size
+    resized = np.asarray(Image.fromarray(image).resize((width, height), Image.LANCZOS))
+    photo = jpeg.compress(resized, qf)
+    x = photo if photo.ndim == 3 else photo[..., None]
+    tile = min(options.tile, height), min(options.tile, width)
+    start = time.perf_counter()
+    restoration.run_bucketed(model, variables, [x[:tile[0], :tile[1]]], options)  # compiles the tile's program
+    first_tile = time.perf_counter() - start
+    start = time.perf_counter()
+    restoration.run_images(model, variables, [x], options)
+    seconds = time.perf_counter() - start
+    count = (len(restoration.tile_starts(height, tile[0], options.overlap))
+             * len(restoration.tile_starts(width, tile[1], options.overlap)))
+    row = {"width": width, "height": height, "megapixels": width * height / 1e6, "tiles": count,
+           "first_tile_s": first_tile, "seconds": seconds, "mp_per_s": width * height / 1e6 / seconds}
+    print(f"photo {width}x{height} ({row['megapixels']:.1f} MP, {count} tiles of {tile[1]}x{tile[0]}): "
+          f"{seconds:.1f} s ({row['mp_per_s']:.3f} MP/s) after a first tile with compile of {first_tile:.1f} s",
+          flush=True)
+    return row
 
 
 def random_variables(model: D2LNet, seed: int = 0) -> dict:
@@ -78,47 +131,63 @@ def random_variables(model: D2LNet, seed: int = 0) -> dict:
                         checkpoints.abstract_variables(model))
 
 
-def speed(model, variables, images, options: restoration.Options) -> dict:
-    start = time.perf_counter()
-    restoration.run_images(model, variables, images, options)  # compiles each bucket and batch size
-    warm = time.perf_counter() - start
-    start = time.perf_counter()
-    restoration.run_images(model, variables, images, options)
-    seconds = time.perf_counter() - start
-    megapixels = sum(im.shape[0] * im.shape[1] for im in images) / 1e6
-    return {"wf": model.wf, "depth": model.depth, "images": len(images), "megapixels": megapixels,
-            "first_pass_s": warm, "seconds": seconds, "mp_per_s": megapixels / seconds,
-            "device": jax.devices()[0].device_kind}
+def load_images(dataset: str, mode: str, limit: int | None) -> tuple[list[str], list[np.ndarray]]:
+    bench = testsets.open_set(dataset)
+    bench = testsets.BenchmarkSet(bench.name, bench.path, bench.files[:limit], bench.known)
+    pairs = list(testsets.iter_images(bench, mode))
+    return [name for name, _ in pairs], [im if im.ndim == 3 else im[..., None] for _, im in pairs]
+
+
+def parse_size(text: str) -> tuple[int, int]:
+    width, sep, height = text.lower().partition("x")
+    if not sep:
+        raise argparse.ArgumentTypeError(f"expected WIDTHxHEIGHT, got {text!r}")
+    return int(width), int(height)
 
 
 def main():
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    parser.add_argument("--model", default=None,
-                        help="named model, model folder or workdir (default: the random-weight fixture)")
-    parser.add_argument("--parts", default="tiling,speed", help="comma-separated: tiling (includes buckets), speed")
+    parser.add_argument("--model", default="color_qf10", help="named model, model folder or workdir (default color_qf10)")
+    parser.add_argument("--random_weights", default=None, metavar="WF:DEPTH",
+                        help="time a colour D2LNet of this architecture with random weights instead (speed, photo)")
+    parser.add_argument("--dataset", default=SAMPLE_PHOTOS, help="folder of ground-truth images (default: "
+                        "the sample photos in d2ljax/assets/photos)")
+    parser.add_argument("--limit", type=int, default=None, help="use only the first N images")
+    parser.add_argument("--parts", default="tiling,speed", help="comma-separated: tiling (with buckets), speed, photo")
     parser.add_argument("--qf", type=int, default=10)
-    parser.add_argument("--tiles", default="256:16,256:32,256:64,512:32,512:64", help="TILE:OVERLAP,...")
-    parser.add_argument("--buckets", default="32,64,128")
-    parser.add_argument("--limit", type=int, default=None, help="use only the first N LIVE1 images")
+    parser.add_argument("--tiles", default="256:32,256:64,512:64", help="TILE:OVERLAP,... (default %(default)s)")
+    parser.add_argument("--buckets", default="64", help="comma-separated (default %(default)s)")
+    parser.add_argument("--photo_size", type=parse_size, default=(4000, 3000), help="WIDTHxHEIGHT (default 4000x3000)")
     parser.add_argument("--json", default=None, help="write the figures to this file")
     args = parser.parse_args()
-    images = [read_image(f, "color") for f in list_image_files(str(LIVE1))][:args.limit]
-    model, variables = (pretrained.load_pretrained(args.model) if args.model else convert.from_torch(FIXTURE))
-    print(f"model: {args.model or FIXTURE} (D2LNet in_chn={model.in_chn} wf={model.wf} depth={model.depth}); "
-          f"{len(images)} LIVE1_color images; device {jax.devices()[0].device_kind}", flush=True)
-    results = {"model": str(args.model or FIXTURE), "images": len(images)}
-    if "tiling" in args.parts:
-        tiles = [tuple(map(int, t.split(":"))) for t in args.tiles.split(",")]
-        results["quality"] = quality_parts(model, variables, images, args.qf, tiles,
-                                           [int(b) for b in args.buckets.split(",")])
-    if "speed" in args.parts:
-        results["speed"] = []
-        for m in (D2LNet(3, 16, 3), D2LNet(3, 64, 4)):
-            row = speed(m, random_variables(m), images[:4] if args.limit is None else images, restoration.Options())
-            results["speed"].append(row)
-            print(f"speed wf={row['wf']} depth={row['depth']}: {row['mp_per_s']:.3f} MP/s "
-                  f"({row['images']} images, {row['megapixels']:.2f} MP in {row['seconds']:.1f} s; "
-                  f"first pass with compiles {row['first_pass_s']:.1f} s) on {row['device']}", flush=True)
+    parts = set(args.parts.split(","))
+    if parts - {"tiling", "speed", "photo"}:
+        parser.error(f"unknown part(s) {sorted(parts - {'tiling', 'speed', 'photo'})}")
+    if args.random_weights:
+        if "tiling" in parts:
+            parser.error("--random_weights restores nothing: measure tiling with a trained --model")
+        wf, depth = map(int, args.random_weights.split(":"))
+        model = D2LNet(3, wf, depth)
+        variables, label = random_variables(model), f"random weights, wf {wf}, depth {depth}"
+    else:
+        model, variables = pretrained.load_pretrained(args.model)
+        label = args.model
+    mode = "color" if model.in_chn == 3 else "gray"
+    names, images = load_images(args.dataset, mode, args.limit)
+    device = jax.devices()[0].device_kind
+    print(f"model: {label} (D2LNet in_chn={model.in_chn} wf={model.wf} depth={model.depth}); "
+          f"{len(images)} {mode} images of {args.dataset}; device {device}", flush=True)
+    results = {"model": label, "wf": model.wf, "depth": model.depth, "dataset": args.dataset,
+               "images": names, "device": device}
+    if "tiling" in parts:
+        tiles = [tuple(map(int, t.split(":"))) for t in args.tiles.split(",") if t]
+        buckets = [int(b) for b in args.buckets.split(",") if b]
+        results["tiling"] = tiling_part(model, variables, names, images, args.qf, tiles, buckets)
+    if "speed" in parts:
+        results["speed"] = speed_part(model, variables, images, restoration.Options())
+    if "photo" in parts:
+        results["photo"] = photo_part(model, variables, images[0].squeeze(-1) if images[0].shape[-1] == 1
+                                      else images[0], args.photo_size, args.qf, restoration.Options())
     if args.json:
         with open(args.json, "w") as f:
             json.dump(results, f, indent=2)

@@ -37,6 +37,19 @@ def set_library_verbosity() -> None:
         logging.set_verbosity(logging.WARNING)
 
 
+# Seconds between progress-bar redraws when stderr is a file or pipe (a log): each redraw
+# there is a line of its own.
+LOG_REFRESH_S = 30.0
+
+
+def progress_bar(**kwargs):
+    """A tqdm bar on stderr: live on a terminal, a line every LOG_REFRESH_S seconds in a log."""
+    from tqdm import tqdm
+    interactive = sys.stderr.isatty()
+    return tqdm(file=sys.stderr, dynamic_ncols=interactive,
+                mininterval=0.1 if interactive else LOG_REFRESH_S, **kwargs)
+
+
 def error(message: object) -> None:
     """`error: MESSAGE` on one line (a multi-line message is joined)."""
     print("error: " + " ".join(str(message).split()), file=sys.stderr)

@@ -16,10 +16,9 @@ from typing import Callable, Sequence
 
 import numpy as np
 from PIL import Image
-from tqdm import tqdm
 
-from d2ljax import metrics
-from d2ljax.imageio import mode_channels
+from d2ljax import console, metrics
+from d2ljax.imageio import mode_channels, side_by_side
 from d2ljax.jpeg import check_quality, compress
 from d2ljax.testsets import check_mode, iter_images, open_set
 
@@ -27,6 +26,8 @@ JPEG_METHOD = "jpeg"
 METRICS = ("psnr", "ssim", "psnrb")
 # Metric jobs allowed in flight per worker: bounds the images held in memory.
 PENDING_PER_WORKER = 4
+# Side of the central crops in --save_images' comparisons (at full scale, so artifacts show).
+COMPARISON_CROP = 256
 # Metric threads (numpy and scipy.ndimage release the GIL): enough to keep up with a GPU model.
 MAX_WORKERS = 8
 
@@ -62,7 +63,9 @@ def checkpoint_method(model: str, mode: str) -> Method:
 
 
 def save_image(folder: str, record: dict, image: np.ndarray) -> None:
-    """Writes one output as folder/<dataset>/<mode>/qf<QF>/<method>/<image>.png (lossless)."""
+    """Writes one output as folder/<dataset>/<mode>/qf<QF>/<method>/<image>.png (lossless);
+    method "comparison" holds the central crops of the JPEG, each model's output and the
+    original, side by side in that order."""
     path = os.path.join(folder, record["dataset"], record["mode"], f"qf{record['qf']}",
                         record["method"], record["image"] + ".png")
     os.makedirs(os.path.dirname(path), exist_ok=True)
@@ -109,21 +112,26 @@ def evaluate(datasets: Sequence[str], mode: str, qfs: Sequence[int], methods: Se
 
     total = sum(len(b.files) for b in benches) * len(qfs)
     with concurrent.futures.ThreadPoolExecutor(workers) as pool, \
-            tqdm(total=total, unit="image", desc=f"{benches[0].name} {mode}", disable=not progress) as bar:
+            console.progress_bar(total=total, unit="image", desc=f"{benches[0].name} {mode}", disable=not progress) as bar:
         for bench in benches:
             bar.set_description(f"{bench.name} {mode}")
             n_skipped = len(skipped)
             for name, gt in iter_images(bench, mode, skipped):
                 for qf in qfs:
                     jpeg = compress(gt, qf)
+                    outs = []
                     for method in methods:
                         out = jpeg if method.restore is None else method.restore(jpeg)
                         record = {"dataset": bench.name, "mode": mode, "qf": qf,
                                   "method": method.name, "image": name}
                         if save_images:
                             save_image(save_images, record, out)
+                        outs.append(out)
                         pending.append((record, pool.submit(measure, gt, out)))
                         collect(PENDING_PER_WORKER * workers)
+                    if save_images:
+                        comparison = side_by_side([*outs, gt], size=COMPARISON_CROP)
+                        save_image(save_images, {**record, "method": "comparison"}, comparison)
                     bar.update()
             bar.update((len(skipped) - n_skipped) * len(qfs))
         collect(0)

@@ -36,7 +36,7 @@ from typing import Any, Mapping, Optional, Sequence, Union
 import numpy as np
 from PIL import Image, ImageOps
 
-from d2ljax import imageio, inference, jpeg, pretrained
+from d2ljax import console, imageio, inference, jpeg, pretrained
 from d2ljax.metrics import rgb_to_y
 from d2ljax.model import D2LNet
 from d2ljax.pretrained import ModelEntry
@@ -447,12 +447,11 @@ def restore_files(specs: Sequence[str], outdir: str, entries: Sequence[ModelEntr
                   verbose: bool = False, progress: bool = True) -> Summary:
     """Restores files, folders and globs into OUTDIR, one line per problem, never stopping
     at a bad file. Raises FileNotFoundError when a spec matches nothing."""
-    from tqdm import tqdm
     files = imageio.list_image_files(specs)
     os.makedirs(outdir, exist_ok=True)
     todo, skipped, failed = plan_outputs(files, outdir, fmt, overwrite)
     summary = Summary(skipped=skipped, failed=list(failed))
-    bar = tqdm(total=len(todo), unit="image", disable=not progress, file=sys.stderr)
+    bar = console.progress_bar(total=len(todo), unit="image", disable=not progress)
     for message in skipped + failed:
         bar.write(message, file=sys.stderr)
     for start in range(0, len(todo), FILES_PER_CHUNK):

@@ -29,7 +29,7 @@ from flax import struct
 from jax.sharding import NamedSharding, PartitionSpec as P
 from tqdm import tqdm
 
-from d2ljax import checkpoints, losses, metrics, samples
+from d2ljax import checkpoints, console, losses, metrics, samples
 from d2ljax.checkpoints import BEST_METRIC, checkpoint_manager
 from d2ljax.imageio import MODES, list_image_files, side_by_side
 from d2ljax.inference import apply_image
@@ -537,8 +537,8 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> dict[
         step_fn = make_train_step(config, model, tx, lr_fn, mesh)
         batches = train_batches(config, start)
         window, waits, window_start = [], [], time.perf_counter()
-        bar = tqdm(total=config.num_train_steps, initial=start, unit="step", dynamic_ncols=True,
-                   disable=not config.progress_bar or jax.process_index() != 0)
+        bar = console.progress_bar(total=config.num_train_steps, initial=start, unit="step",
+                                  disable=not config.progress_bar or jax.process_index() != 0)
         with contextlib.closing(MetricWriter(workdir, start)) as writer:
             while not clock.finished(step):
                 wait_start = time.perf_counter()
