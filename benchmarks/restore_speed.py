@@ -20,9 +20,9 @@ PSNR(variant, reference) computed from the mean and the largest MSE over the ima
 speed: seconds per image and megapixels per second of `restoration.run_images` with the default
 Options on the images, after a first pass that compiles (also reported).
 
-photo: the first image of --dataset resized (Lanczos) to --photo_size, compressed at --qf and
-restored once with the default Options (tiles of 1024, overlap 128): the seconds of one
-compiling tile, then of the whole photo with programs compiled.
+photo: --photo (default: the shipped d2ljax/assets/photos/coffee.png) resized (Lanczos) to
+--photo_size, compressed at --qf and restored once with the default Options (tiles of 1024,
+overlap 128): the seconds of one tile with compiling, then of the whole photo, compiled.
 
 --random_weights WF:DEPTH times a colour D2LNet of that architecture with random weights instead
 of --model (speed does not depend on the weights; its output is no restoration, so it is refused
@@ -39,8 +39,8 @@ import jax
 import numpy as np
 from PIL import Image
 
-from d2ljax import checkpoints, jpeg, pretrained, restoration, testsets
-from d2ljax.metrics import mse, psnr
+from d2ljax import checkpoints, imageio, jpeg, pretrained, restoration, testsets
+from d2ljax.metrics import mse, psnr, rgb_to_y
 from d2ljax.model import D2LNet
 
 SAMPLE_PHOTOS = os.path.join(os.path.dirname(os.path.abspath(restoration.__file__)), "assets", "photos")
@@ -157,6 +157,8 @@ def main():
     parser.add_argument("--qf", type=int, default=10)
     parser.add_argument("--tiles", default="256:32,256:64,512:64", help="TILE:OVERLAP,... (default %(default)s)")
     parser.add_argument("--buckets", default="64", help="comma-separated (default %(default)s)")
+    parser.add_argument("--photo", default=os.path.join(SAMPLE_PHOTOS, "coffee.png"),
+                        help="the photo to enlarge for the photo part (default: the shipped coffee.png)")
     parser.add_argument("--photo_size", type=parse_size, default=(4000, 3000), help="WIDTHxHEIGHT (default 4000x3000)")
     parser.add_argument("--json", default=None, help="write the figures to this file")
     args = parser.parse_args()
@@ -173,7 +175,7 @@ def main():
         model, variables = pretrained.load_pretrained(args.model)
         label = args.model
     mode = "color" if model.in_chn == 3 else "gray"
-    names, images = load_images(args.dataset, mode, args.limit)
+    names, images = load_images(args.dataset, mode, args.limit) if parts & {"tiling", "speed"} else ([], [])
     device = jax.devices()[0].device_kind
     print(f"model: {label} (D2LNet in_chn={model.in_chn} wf={model.wf} depth={model.depth}); "
           f"{len(images)} {mode} images of {args.dataset}; device {device}", flush=True)
@@ -186,8 +188,10 @@ def main():
     if "speed" in parts:
         results["speed"] = speed_part(model, variables, images, restoration.Options())
     if "photo" in parts:
-        results["photo"] = photo_part(model, variables, images[0].squeeze(-1) if images[0].shape[-1] == 1
-                                      else images[0], args.photo_size, args.qf, restoration.Options())
+        photo = imageio.read_image(args.photo, "color")
+        photo = photo if mode == "color" else rgb_to_y(photo)
+        results["photo"] = {"file": args.photo, **photo_part(model, variables, photo, args.photo_size, args.qf,
+                                                             restoration.Options())}
     if args.json:
         with open(args.json, "w") as f:
             json.dump(results, f, indent=2)

@@ -8,33 +8,39 @@
     restored = d2ljax.restore(photo_uint8, model=(model, variables))
 
 Modules: model (D2LNet), spectral, losses, metrics (PSNR/SSIM/PSNR-B as the published tables),
-jpeg (the protocol's JPEG, quality estimation), data (tf.data training pipelines), testsets,
+jpeg (the protocol's JPEG, quality estimation), samples (what a training sample is), data and
+grain_data (the tf.data and grain input pipelines: the same batches), testsets,
 evaluation, inference (a model on uint8 images), restoration (restore), checkpoints (model
-folders, training checkpoints), pretrained (named models), convert, train_lib.
+folders, training checkpoints), pretrained (named models), convert, train_lib, console, cpu
+(CPU-only speed-ups).
 Loading a model or restoring imports neither the trainer, optax nor TensorFlow.
 """
 import importlib
 
-from d2ljax import checkpoints, jpeg, metrics, spectral  # noqa: F401
-from d2ljax.checkpoints import load_model, save_model
-from d2ljax.jpeg import compress, estimate_quality
-from d2ljax.metrics import psnr, psnrb, rgb_to_y, ssim
-from d2ljax.model import D2LNet, D2LNetPaper, D2LNetSmall, D2LNetTiny
-from d2ljax.pretrained import list_pretrained, load_pretrained
-from d2ljax.restoration import restore
-
-__all__ = [
-    "D2LNet", "D2LNetPaper", "D2LNetSmall", "D2LNetTiny", "compress", "estimate_quality", "list_pretrained",
-    "load_model", "load_pretrained", "psnr", "psnrb", "restore", "rgb_to_y", "save_model", "ssim",
-]
 __version__ = "0.1.0"
 
-# Loaded on first use: `convert` is also run as `python -m d2ljax.convert`, which warns when
-# the package has imported it already; `data`, `train_lib` and `evaluation` pull in TensorFlow.
-_LAZY = ("convert", "data", "evaluation", "inference", "losses", "testsets", "train_lib")
+# Public names and the module each comes from. Everything loads on first use, so that a tool
+# importing one light module (grain's workers import d2ljax.samples) does not pay for JAX,
+# orbax or TensorFlow.
+_EXPORTS = {
+    "D2LNet": "model", "D2LNetPaper": "model", "D2LNetSmall": "model", "D2LNetTiny": "model",
+    "compress": "jpeg", "estimate_quality": "jpeg", "psnr": "metrics", "psnrb": "metrics",
+    "rgb_to_y": "metrics", "ssim": "metrics", "load_model": "checkpoints", "save_model": "checkpoints",
+    "list_pretrained": "pretrained", "load_pretrained": "pretrained", "restore": "restoration",
+}
+_MODULES = ("checkpoints", "console", "convert", "data", "evaluation", "grain_data", "imageio", "inference",
+            "jpeg", "losses", "metrics", "model", "pretrained", "restoration", "samples", "spectral",
+            "testsets", "train_lib")
+__all__ = sorted(_EXPORTS)
 
 
 def __getattr__(name):
-    if name in _LAZY:
+    if name in _EXPORTS:
+        return getattr(importlib.import_module(f"d2ljax.{_EXPORTS[name]}"), name)
+    if name in _MODULES:
         return importlib.import_module(f"d2ljax.{name}")
     raise AttributeError(f"module 'd2ljax' has no attribute {name!r}")
+
+
+def __dir__():
+    return sorted([*globals(), *_EXPORTS, *_MODULES])
