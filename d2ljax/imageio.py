@@ -18,7 +18,7 @@ SAMPLE_PHOTOS_DIR = Path(__file__).resolve().parent / "assets" / "photos"
 # The two kinds of image d2ljax trains, evaluates and restores, and their channels (gray: the
 # protocol's BT.601 Y).
 MODES = {"gray": 1, "color": 3}
-IMAGE_EXTENSIONS = (".bmp", ".png", ".jpg", ".jpeg", ".tif", ".tiff", ".webp", ".ppm", ".pgm")
+IMAGE_EXTENSIONS = (".bmp", ".png", ".jpg", ".jpeg", ".tif", ".tiff", ".webp", ".gif", ".ppm", ".pgm")
 
 
 class ImageError(ValueError):
@@ -61,11 +61,10 @@ def mode_channels(mode: str) -> int:
 
 
 def check_pixel_format(image: Image.Image, path: str) -> None:
-    """Raises ImageError for what d2ljax cannot restore: 16-bit, float, CMYK, animated, empty."""
+    """Raises ImageError for what d2ljax cannot restore: 16-bit, float, animated, empty.
+    (CMYK is read as RGB by Pillow's conversion.)"""
     if image.mode in ("I;16", "I;16B", "I;16L", "I", "F") or image.mode.startswith("I;16"):
         raise ImageError(f"{path}: {image.mode} (16-bit or float) images are not supported; convert to 8 bits per channel")
-    if image.mode == "CMYK":
-        raise ImageError(f"{path}: CMYK images are not supported; convert to RGB first")
     if getattr(image, "n_frames", 1) > 1:
         raise ImageError(f"{path}: animated or multi-frame images are not supported")
     if image.width == 0 or image.height == 0:

@@ -73,13 +73,13 @@ def bad_files(folder):
     full = jpeg_bytes(photo(64, 64), 90)
     write("truncated.jpg", full[:len(full) * 2 // 3])
     write("bomb.png", bomb_png())
-    Image.new("CMYK", (16, 16)).save(os.path.join(folder, "cmyk.jpg"))
     Image.fromarray(np.full((16, 16), 40000, np.uint16)).save(os.path.join(folder, "sixteen.png"))
     frames = [Image.new("RGB", (16, 16), c) for c in ("red", "blue")]
     frames[0].save(os.path.join(folder, "animated.png"), save_all=True, append_images=frames[1:])
+    frames[0].save(os.path.join(folder, "moving.gif"), save_all=True, append_images=frames[1:])
     return {"text.jpg": "not a readable image", "empty.png": "not a readable image",
-            "truncated.jpg": "truncated", "bomb.png": "decompression bomb", "cmyk.jpg": "CMYK",
-            "sixteen.png": "16-bit", "animated.png": "animated"}
+            "truncated.jpg": "truncated", "bomb.png": "decompression bomb",
+            "sixteen.png": "16-bit", "animated.png": "animated", "moving.gif": "animated"}
 
 
 def test_cli_restores_a_folder_and_reports_each_bad_file(tmp_path, rgb_model):
@@ -89,6 +89,8 @@ def test_cli_restores_a_folder_and_reports_each_bad_file(tmp_path, rgb_model):
     checkpoints.save_model(str(model_dir), *rgb_model, metadata={"qf": [10]})
     (inputs / "colour.jpg").write_bytes(jpeg_bytes(photo(), 10))
     (inputs / "gray.jpg").write_bytes(jpeg_bytes(photo()[..., 1], 10))
+    Image.fromarray(photo()).convert("CMYK").save(inputs / "cmyk.jpg", quality=90)  # read as RGB
+    Image.fromarray(photo()).convert("P").save(inputs / "still.gif")  # one frame: a palette image
     expected_errors = bad_files(str(inputs))
     env = {**os.environ, "XDG_CACHE_HOME": str(tmp_path / "cache"), "D2LJAX_MODELS": ""}
     result = subprocess.run(
@@ -100,9 +102,12 @@ def test_cli_restores_a_folder_and_reports_each_bad_file(tmp_path, rgb_model):
     for name, words in expected_errors.items():
         hits = [line for line in lines if name in line and words in line and "failed:" not in line]
         assert len(hits) == 1, (name, result.stderr)
-    assert "restored 2, skipped 0, failed 7" in result.stderr
+    assert "restored 4, skipped 0, failed 7" in result.stderr
     assert any("colour.jpg: JPEG quality ~10 -> " in line and "QF 10" in line for line in lines)
-    assert sorted(os.listdir(outdir)) == ["colour.png", "gray.png"]
+    assert sorted(os.listdir(outdir)) == ["cmyk.png", "colour.png", "gray.png", "still.png"]
+    for name in ("cmyk.png", "still.png"):
+        with Image.open(outdir / name) as image:
+            assert (image.mode, image.size) == ("RGB", (56, 40))
     with Image.open(outdir / "colour.png") as colour, Image.open(outdir / "gray.png") as gray:
         assert (colour.format, colour.mode, colour.size) == ("PNG", "RGB", (56, 40))
         assert (gray.mode, gray.size) == ("L", (56, 40))
