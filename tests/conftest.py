@@ -14,9 +14,12 @@ DATA = SHARED / "data"
 
 
 def require(path: Path) -> Path:
-    """Skips the calling test, naming the path, when reference material is absent."""
+    """Skips the calling test, naming what is missing, when reference material is absent or
+    is a PyTorch checkpoint (.pth) and PyTorch is not installed."""
     if not path.exists():
         pytest.skip(f"{path} is absent (reference material lives in ../shared beside the repo)")
+    if path.suffix == ".pth":
+        pytest.importorskip("torch", reason=f"reading {path.name} needs PyTorch: pip install 'd2ljax[torch]'")
     return path
 
 
