@@ -5,23 +5,18 @@
     python train.py --config=configs/bsds.py:gray,blind --workdir=runs/gray_blind \
         --config.init_from=runs/gray_qf10 --config.num_train_steps=300 --config.learning_rate=5e-4 \
         --config.warmup_steps=20 --config.checkpoint_every_steps=100
-    (color,blind likewise from runs/color_qf10)
-    The shipped gray_qf10 is runs/gray_qf10 fine-tuned twice more, the last time with
-    --config.init_from=gray_qf10 --config.num_train_steps=1200 --config.learning_rate=5e-4
-    --config.warmup_steps=20 --config.seed=2 (see its model.json); gray_qf20 is gray_qf10 fine-tuned
-    with :gray,20 --config.init_from=gray_qf10 --config.num_train_steps=600 --config.learning_rate=5e-4
-    --config.warmup_steps=20 --config.seed=3 --config.checkpoint_every_steps=200 (best EMA: step 400).
 
 The argument is MODE,QF: MODE 'gray' or 'color'; QF a quality (one model per QF, as the
 paper trains) or 'blind' (one model for QF 10-90, see below). Data: the 300 photos of
-../shared/data/train (override with --config.train_data=FOLDERS); validation (the choice of
-the best checkpoint) on the 4 photos shipped with d2ljax, which are in no benchmark set.
+BSDS500 train + val, from the project's reference data beside the repository (override with
+--config.train_data=FOLDERS); validation (the choice of the best checkpoint) on the 4 photos
+shipped with d2ljax, which are in no benchmark set. Each shipped model's model.json records
+the exact runs behind it (fine-tuning steps, learning rates, seeds).
 The model (wf 16, depth 3, 0.42M parameters, 1.7 MB) and the recipe (64x64 patches, batch 16,
-Adam at 1e-3, L1 on out_2 only) follow the calibration run of spec/training_notes.md, which
-gained +0.91 dB on LIVE1 gray QF 10 in 13 minutes on 2 cores. The shipped blind models are the
-QF 10 models fine-tuned on the blind mixture (config.init_from), the cheapest way to a model
-that serves every QF on 2 cores. Time: about 3.4 s per step with two runs sharing 2 cores
-(1.6 s alone). Results of the shipped runs: README.md, "Pretrained models".
+Adam at 1e-3, L1 on out_2 only) follow a calibration run that gained +0.91 dB on LIVE1 gray
+QF 10 in 13 minutes on 2 CPU cores. The blind models are the QF 10 models fine-tuned on the
+blind mixture (config.init_from), the cheapest way to a model that serves every QF on 2 cores.
+Time: about 1.6 s per step on 2 CPU cores. Results: README.md, "Shipped models".
 
 Blind: 75% of the patches at QF 10, 20 or 30 (the table's QFs, where JPEG artifacts and the
 gains are largest), 25% at a QF drawn uniformly from [10, 90]; a quarter of the patches are

@@ -10,7 +10,7 @@ d2ljax. Recipe: FBCNN's blind mixture (configs/blind.py: QF drawn per patch, hal
 off the JPEG grid), 128x128 patches, batch 32, Adam at 5e-4, the 'budget' schedule (warmup,
 flat, then a cosine decay ending with time_budget_s), EMA 0.999. Continue a previous run with
 --config.init_from=FOLDER (fresh optimiser, short warmup). Time: time_budget_s (600 s by
-default). Expected result: not measured yet (issue 19 spends the first GPU session on it).
+default). Expected result: not measured yet (no GPU run of this config so far).
 """
 import os
 

@@ -70,7 +70,7 @@ class Conv1x1(nn.Module):
     """A 1x1 convolution computed as a matrix product over channels.
 
     Same parameters as `nn.Conv` with a (1, 1) kernel. XLA's CPU backend differentiates a
-    1x1 convolution some 50x slower than the equivalent matrix product (benchmarks/README.md).
+    1x1 convolution far more slowly than the equivalent matrix product (benchmarks/README.md).
     """
     features: int
     use_bias: bool = True
@@ -95,7 +95,8 @@ class UpConv2x2(nn.Module):
 
     The 2x2 output blocks do not overlap, so out[n, 2i+a, 2j+b] = x[n, i, j] @ kernel[a, b].T.
     Parameters are those of `nn.ConvTranspose(..., transpose_kernel=True)`: kernel
-    (2, 2, out, in) and bias. Its XLA CPU gradient is ~40x slower than this one.
+    (2, 2, out, in) and bias. XLA's CPU gradient of the transposed convolution is far slower
+    than this one's (benchmarks/README.md).
     """
     features: int
     dtype: Optional[Dtype] = None
