@@ -425,6 +425,16 @@ def summarise(window: list[dict]) -> dict[str, float]:
     return summary
 
 
+def throughput(steps: int, seconds: float, input_waits: list[float], batch_size: int,
+               train_flops: float) -> dict[str, float]:
+    """Speed over a window of steps: steps and patches per second, achieved TFLOP/s (the
+    convolutions' FLOPs, d2ljax.model.forward_flops, 3x for a step) and the mean time a step
+    waited for its batch (the input pipeline keeps up when that is near 0)."""
+    patches_per_s = steps * batch_size / seconds
+    return {"steps_per_s": steps / seconds, "patches_per_s": patches_per_s,
+            "tflops_per_s": patches_per_s * train_flops / 1e12, "input_wait_s": float(np.mean(input_waits))}
+
+
 def check_finite(step: int, summary: dict, manager: ocp.CheckpointManager) -> None:
     """Stops the run when the loss or gradient went non-finite (NaN parameters stay NaN, so a
     check every log suffices); the last good checkpoint is left as it is."""
@@ -472,7 +482,7 @@ class BudgetClock:
             rate = (step - self._first[1]) / (now - self._first[0])
             left_s = self.budget_s - (now - self.started_at)
             end = min(self.num_train_steps, step + max(int(left_s * rate), 1))
-        if jax.process_count() > 1:
+        if jax.process_count() > 1 and self.budget_s:  # every process must stop at the same step
             from jax.experimental import multihost_utils
             out_of_time, end = map(int, multihost_utils.broadcast_one_to_all(np.array([out_of_time, end])))
         self.out_of_time, self.end = bool(out_of_time), end
@@ -536,10 +546,11 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> dict[
         clock = BudgetClock(config, start, started_at)
         step_fn = make_train_step(config, model, tx, lr_fn, mesh)
         batches = train_batches(config, start)
+        closing_batches = contextlib.closing(batches) if hasattr(batches, "close") else contextlib.nullcontext()
         window, waits, window_start = [], [], time.perf_counter()
         bar = console.progress_bar(total=config.num_train_steps, initial=start, unit="step",
                                   disable=not config.progress_bar or jax.process_index() != 0)
-        with contextlib.closing(MetricWriter(workdir, start)) as writer:
+        with contextlib.closing(MetricWriter(workdir, start)) as writer, closing_batches:
             while not clock.finished(step):
                 wait_start = time.perf_counter()
                 batch = global_batch(next(batches), mesh)
@@ -554,17 +565,15 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> dict[
                 if save or check or step % config.log_every_steps == 0:
                     summary = summarise(window)
                     check_finite(step, summary, manager)
-                    elapsed = time.perf_counter() - window_start
-                    patches_per_s = len(window) * config.batch_size / elapsed
-                    summary |= {"steps_per_s": len(window) / elapsed, "patches_per_s": patches_per_s,
-                                "tflops_per_s": patches_per_s * train_flops / 1e12,
-                                "input_wait_s": float(np.mean(waits)), "elapsed_s": time.monotonic() - started_at}
+                    summary |= throughput(len(window), time.perf_counter() - window_start, waits,
+                                          config.batch_size, train_flops)
+                    summary["elapsed_s"] = time.monotonic() - started_at
                     pictures = {}
                     if check:
                         val_metrics, pictures["val/jpeg_restored_original"] = validate(model, export_params(state), val_pairs)
                         summary |= val_metrics
                     writer.write(step, summary, pictures)
-                    bar.set_postfix(loss=f"{summary['loss']:.4f}", patches_per_s=f"{patches_per_s:.1f}",
+                    bar.set_postfix(loss=f"{summary['loss']:.4f}", patches_per_s=f"{summary['patches_per_s']:.1f}",
                                     **({"val_psnr": f"{summary[BEST_METRIC]:.2f}"} if BEST_METRIC in summary else {}))
                     window, waits, window_start = [], [], time.perf_counter()
                 if save:

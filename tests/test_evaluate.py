@@ -8,8 +8,9 @@ import pytest
 from PIL import Image
 
 from conftest import random_variables
-from d2ljax import evaluation
+from d2ljax import console, evaluation
 from d2ljax.evaluation import Method, evaluate
+from d2ljax.imageio import side_by_side
 
 REPO = Path(__file__).resolve().parents[1]
 DATA = REPO.parent / "shared" / "data"
@@ -79,11 +80,13 @@ def test_methods_rows_per_image_and_saved_images(tmp_path):
     rows = [r for r in report["per_image"] if (r["dataset"], r["qf"], r["method"]) == ("a", 10, "jpeg")]
     assert first["psnr"] == pytest.approx(np.mean([r["psnr"] for r in rows]))
     saved = sorted(p.relative_to(tmp_path / "out").as_posix() for p in (tmp_path / "out").rglob("*.png"))
-    assert len(saved) == 20 and "b/color/qf30/blur/img2.png" in saved
+    assert len(saved) == 30 and "b/color/qf30/blur/img2.png" in saved  # 20 outputs, 10 comparisons
     gt = np.asarray(Image.open(tmp_path / "b" / "img2.png"))
     blurred = np.asarray(Image.open(tmp_path / "out" / "b/color/qf30/blur/img2.png"))
     from d2ljax.jpeg import compress
     np.testing.assert_array_equal(blurred, _blur(compress(gt, 30)))
+    comparison = np.asarray(Image.open(tmp_path / "out" / "b/color/qf30/comparison/img2.png"))
+    np.testing.assert_array_equal(comparison, side_by_side([compress(gt, 30), blurred, gt]))
 
 
 def test_report_files_and_table(tmp_path):
@@ -187,7 +190,6 @@ def cli():
 
 
 def test_cli_writes_only_its_outputs(cli, tmp_path, capsys):
-    from absl import app
     folder = _set(tmp_path / "a")
     output = tmp_path / "out" / "res.json"
     cli.FLAGS(["evaluate.py", f"--dataset={folder}", "--mode=color", "--qf=10,20", "--jpeg_only",
@@ -198,7 +200,7 @@ def test_cli_writes_only_its_outputs(cli, tmp_path, capsys):
     assert "| a | 20 |" in capsys.readouterr().out
     assert [r["qf"] for r in json.loads(output.read_text())["results"]] == [10, 20]
     cli.FLAGS.jpeg_only = False
-    with pytest.raises(app.UsageError, match="--checkpoint"):
+    with pytest.raises(ValueError, match="--checkpoint"):
         cli.main(["evaluate.py"])
 
 
@@ -230,7 +232,9 @@ def test_cli_mistakes_are_one_line_and_status_2(cli, tmp_path, capsys, shipped_m
     cli.FLAGS.unparse_flags()
     cli.FLAGS(["evaluate.py", "--mode=gray", f"--output={tmp_path / 'res.json'}",
                *[f.format(folder=folder, missing=tmp_path / "missing") for f in flags]])
-    assert cli.main(["evaluate.py"]) == 2
+    with pytest.raises(SystemExit) as exit:
+        console.run_absl_main(cli.main)(["evaluate.py"])
+    assert exit.value.code == 2
     error = capsys.readouterr().err.strip()
     assert error.startswith("error: ") and "\n" not in error and words in error, error
     assert not (tmp_path / "res.json").exists()
