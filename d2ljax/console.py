@@ -37,17 +37,35 @@ def set_library_verbosity() -> None:
         logging.set_verbosity(logging.WARNING)
 
 
-# Seconds between progress-bar redraws when stderr is a file or pipe (a log): each redraw
-# there is a line of its own.
+# Seconds between progress-bar redraws when stderr is a file or pipe (a log).
 LOG_REFRESH_S = 30.0
 
 
+class _LogLines:
+    """A progress bar's stream in a log: each redraw on a line of its own (no carriage
+    returns), the blank redraws that clear the bar dropped, and a redraw that shows the same
+    count as the line before skipped (tqdm redraws after every message it prints)."""
+
+    def __init__(self, stream):
+        self.stream, self.last = stream, None
+
+    def write(self, text: str) -> None:
+        text = text.replace("\r", "").strip()
+        count = text.split(" [")[0]
+        if text and count != self.last:
+            self.stream.write(text + "\n")
+            self.last = count
+
+    def flush(self) -> None:
+        self.stream.flush()
+
+
 def progress_bar(**kwargs):
-    """A tqdm bar on stderr: live on a terminal, a line every LOG_REFRESH_S seconds in a log."""
+    """A tqdm bar on stderr: live on a terminal; in a log, a line every LOG_REFRESH_S seconds."""
     from tqdm import tqdm
-    interactive = sys.stderr.isatty()
-    return tqdm(file=sys.stderr, dynamic_ncols=interactive,
-                mininterval=0.1 if interactive else LOG_REFRESH_S, **kwargs)
+    if sys.stderr.isatty():
+        return tqdm(file=sys.stderr, dynamic_ncols=True, **kwargs)
+    return tqdm(file=_LogLines(sys.stderr), mininterval=LOG_REFRESH_S, ncols=100, **kwargs)
 
 
 def error(message: object) -> None:
