@@ -3,7 +3,8 @@
     python -m benchmarks.restore_speed --model color_qf10 --dataset PATH/TO/LIVE1_color --parts tiling --limit 10
     python -m benchmarks.restore_speed --model color_qf10 --dataset PATH/TO/LIVE1_color --parts speed --limit 2
     python -m benchmarks.restore_speed --model color_qf10 --parts photo          # one 4000x3000 (12 MP) photo
-    python -m benchmarks.restore_speed --random_weights 64:4 --dataset PATH/TO/LIVE1_color --parts speed --limit 1
+    python -m benchmarks.restore_speed --random_weights 64:4 --parts photo --photo_size 1024x1024   # one tile
+    python -m benchmarks.restore_speed --random_weights 64:4 --parts memory
 
 --model is a named model (python -m d2ljax models), a model folder or a training workdir
 (default color_qf10); a gray model gets the gray (BT.601 Y) of the images, as evaluate.py's gray
@@ -24,6 +25,9 @@ photo: --photo (default: the shipped d2ljax/assets/photos/coffee.png) resized (L
 --photo_size, compressed at --qf and restored once with the default Options (tiles of 1024,
 overlap 128): the seconds of one tile with compiling, then of the whole photo, compiled.
 
+memory: XLA's temporaries (jax.jit(...).lower(...).compile().memory_analysis()) of the
+inference program for one square image of each --memory_sides (what Options.max_pixels bounds).
+
 --random_weights WF:DEPTH times a colour D2LNet of that architecture with random weights instead
 of --model (speed does not depend on the weights; its output is no restoration, so it is refused
 for tiling).
@@ -36,10 +40,11 @@ import os
 import time
 
 import jax
+import jax.numpy as jnp
 import numpy as np
 from PIL import Image
 
-from d2ljax import checkpoints, imageio, jpeg, pretrained, restoration, testsets
+from d2ljax import checkpoints, imageio, inference, jpeg, pretrained, restoration, testsets
 from d2ljax.metrics import mse, psnr, rgb_to_y
 from d2ljax.model import D2LNet
 
@@ -123,6 +128,21 @@ def photo_part(model, variables, image: np.ndarray, size: tuple[int, int], qf: i
     return row
 
 
+def memory_part(model, variables, sides) -> list[dict]:
+    def forward(variables, images_uint8):  # inference.apply_batch's program
+        return inference.to_uint8(model.apply(variables, images_uint8.astype(jnp.float32) / 255.0)[3])
+
+    rows = []
+    for side in sides:
+        shape = jax.ShapeDtypeStruct((1, side, side, model.in_chn), jnp.uint8)
+        with jax.default_matmul_precision(inference.INFERENCE_PRECISION):  # as inference.apply_batch runs it
+            compiled = jax.jit(forward).lower(variables, shape).compile()
+        gib = compiled.memory_analysis().temp_size_in_bytes / 2 ** 30
+        rows.append({"side": side, "temporaries_gib": gib})
+        print(f"memory {side}x{side}: {gib:.2f} GiB of XLA temporaries", flush=True)
+    return rows
+
+
 def random_variables(model: D2LNet, seed: int = 0) -> dict:
     """N(0, 0.05^2) variables of the model's shapes (speed does not depend on the values;
     model.init would compile the whole network first, slowly on CPU)."""
@@ -147,24 +167,28 @@ def parse_size(text: str) -> tuple[int, int]:
 
 def main():
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    parser.add_argument("--model", default="color_qf10", help="named model, model folder or workdir (default color_qf10)")
+    parser.add_argument("--model", default="color_qf10",
+                        help="named model, model folder or training workdir (default color_qf10)")
     parser.add_argument("--random_weights", default=None, metavar="WF:DEPTH",
-                        help="time a colour D2LNet of this architecture with random weights instead (speed, photo)")
+                        help="a colour D2LNet of this architecture with random weights instead of --model "
+                             "(speed, photo, memory)")
     parser.add_argument("--dataset", default=SAMPLE_PHOTOS, help="folder of ground-truth images (default: "
                         "the sample photos in d2ljax/assets/photos)")
     parser.add_argument("--limit", type=int, default=None, help="use only the first N images")
-    parser.add_argument("--parts", default="tiling,speed", help="comma-separated: tiling (with buckets), speed, photo")
+    parser.add_argument("--parts", default="tiling,speed",
+                        help="comma-separated: tiling (with buckets), speed, photo, memory (default %(default)s)")
     parser.add_argument("--qf", type=int, default=10)
     parser.add_argument("--tiles", default="256:32,256:64,512:64", help="TILE:OVERLAP,... (default %(default)s)")
     parser.add_argument("--buckets", default="64", help="comma-separated (default %(default)s)")
     parser.add_argument("--photo", default=os.path.join(SAMPLE_PHOTOS, "coffee.png"),
                         help="the photo to enlarge for the photo part (default: the shipped coffee.png)")
     parser.add_argument("--photo_size", type=parse_size, default=(4000, 3000), help="WIDTHxHEIGHT (default 4000x3000)")
+    parser.add_argument("--memory_sides", default="512,1024", help="comma-separated (default %(default)s)")
     parser.add_argument("--json", default=None, help="write the figures to this file")
     args = parser.parse_args()
     parts = set(args.parts.split(","))
-    if parts - {"tiling", "speed", "photo"}:
-        parser.error(f"unknown part(s) {sorted(parts - {'tiling', 'speed', 'photo'})}")
+    if parts - {"tiling", "speed", "photo", "memory"}:
+        parser.error(f"unknown part(s) {sorted(parts - {'tiling', 'speed', 'photo', 'memory'})}")
     if args.random_weights:
         if "tiling" in parts:
             parser.error("--random_weights restores nothing: measure tiling with a trained --model")
@@ -177,8 +201,10 @@ def main():
     mode = "color" if model.in_chn == 3 else "gray"
     names, images = load_images(args.dataset, mode, args.limit) if parts & {"tiling", "speed"} else ([], [])
     device = jax.devices()[0].device_kind
-    print(f"model: {label} (D2LNet in_chn={model.in_chn} wf={model.wf} depth={model.depth}); "
-          f"{len(images)} {mode} images of {args.dataset}; device {device}", flush=True)
+    source = (f"{len(images)} {mode} images of {args.dataset}; " if images else
+              f"{mode} photo {args.photo}; " if "photo" in parts else "")
+    print(f"model: {label} (D2LNet in_chn={model.in_chn} wf={model.wf} depth={model.depth}); {source}"
+          f"device {device}", flush=True)
     results = {"model": label, "wf": model.wf, "depth": model.depth, "dataset": args.dataset,
                "images": names, "device": device}
     if "tiling" in parts:
@@ -192,6 +218,8 @@ def main():
         photo = photo if mode == "color" else rgb_to_y(photo)
         results["photo"] = {"file": args.photo, **photo_part(model, variables, photo, args.photo_size, args.qf,
                                                              restoration.Options())}
+    if "memory" in parts:
+        results["memory"] = memory_part(model, variables, [int(n) for n in args.memory_sides.split(",") if n])
     if args.json:
         with open(args.json, "w") as f:
             json.dump(results, f, indent=2)

@@ -57,7 +57,7 @@ FILES_PER_CHUNK = 8  # photos decoded at once by restore_files: bounds memory, a
 class Options:
     """How images are padded and cut for the network (defaults: see docs/restore.md)."""
     # Whole-image inference up to this many (padded) pixels, also the cap of a batch: the full
-    # model's forward needs ~2.6 GiB of XLA temporaries per megapixel (CPU memory_analysis).
+    # model's forward needs ~5.6 GiB of XLA memory at 1024x1024 (docs/restore.md).
     max_pixels: int = 1024 * 1024
     tile: int = 1024  # tile side for larger images (as large as max_pixels allows: least loss)
     overlap: int = 128  # pixels shared by neighbouring tiles (at least), blended with cosine ramps
