@@ -583,7 +583,9 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> dict[
                     bar.total = clock.end
                 bar.update()
         bar.close()
-    if clock.out_of_time and step < config.num_train_steps:
-        say(f"time budget of {config.time_budget_s:g} s reached after step {step}: checkpoint saved in "
-            f"{workdir}; rerun the same command to continue")
+    if step < config.num_train_steps:
+        reason = (f"time budget of {config.time_budget_s:g} s reached" if clock.out_of_time else
+                  f"the budget schedule's decay ended ({time.monotonic() - started_at:.0f} s of "
+                  f"{config.time_budget_s:g})")
+        say(f"{reason} after step {step}: checkpoint saved in {workdir}; rerun the same command to continue")
     return {"step": step, **summary}
