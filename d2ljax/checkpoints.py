@@ -92,13 +92,11 @@ def checkpoint_manager(workdir: str, keep: int = 1, read_only: bool = False) -> 
     policy = ocp.checkpoint_managers.AnyPreservationPolicy([
         ocp.checkpoint_managers.LatestN(n=keep),
         ocp.checkpoint_managers.BestN(get_metric_fn=_best_metric, n=1)])
-    # Read-only: the settings orbax would otherwise change itself, with a warning each.
-    read_only_settings = dict(save_interval_steps=0, create=False) if read_only else {}
-    options = ocp.CheckpointManagerOptions(
-        best_fn=_best_metric, best_mode="max", preservation_policy=policy,
-        enable_async_checkpointing=not read_only, read_only=read_only, **read_only_settings)
     directory = os.path.join(os.path.abspath(workdir), CHECKPOINT_DIR)
-    with _absl_warnings_hidden(read_only):  # orbax warns that a read-only folder is read-only
+    with _absl_warnings_hidden(read_only):  # orbax warns of each setting read-only mode overrides
+        options = ocp.CheckpointManagerOptions(
+            best_fn=_best_metric, best_mode="max", preservation_policy=policy,
+            enable_async_checkpointing=not read_only, read_only=read_only)
         return ocp.CheckpointManager(directory, options=options, item_handlers=ocp.PyTreeCheckpointHandler())
 
 

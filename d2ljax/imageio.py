@@ -13,6 +13,8 @@ from typing import Iterable, Sequence
 import numpy as np
 from PIL import Image
 
+from d2ljax.metrics import rgb_to_y
+
 # The four photos shipped with the package: the quickstart's data and the validation photos.
 SAMPLE_PHOTOS_DIR = Path(__file__).resolve().parent / "assets" / "photos"
 # The two kinds of image d2ljax trains, evaluates and restores, and their channels (gray: the
@@ -51,6 +53,21 @@ def list_image_files(specs: str | Sequence[str]) -> list[str]:
                 raise FileNotFoundError(f"no such file, folder or glob match: {spec}")
         files.extend(f for f in found if f not in files)
     return files
+
+
+def to_channels(image: np.ndarray, channels: int) -> np.ndarray:
+    """uint8 HxW, HxWx1 or HxWx3 as HxWx(channels): gray is repeated to colour, colour becomes
+    the protocol's gray (the rounded BT.601 Y, what gray models are trained on)."""
+    image = image if image.ndim == 3 else image[..., None]
+    if image.shape[-1] == channels:
+        return image
+    return np.repeat(image, channels, axis=-1) if image.shape[-1] == 1 else rgb_to_y(image)[..., None]
+
+
+def pad_reflect(image: np.ndarray, height: int, width: int) -> np.ndarray:
+    """Reflect-pads HxWxC at the bottom and right to height x width (as D2LNet pads itself)."""
+    h, w = image.shape[:2]
+    return np.pad(image, ((0, height - h), (0, width - w), (0, 0)), mode="reflect")
 
 
 def mode_channels(mode: str) -> int:

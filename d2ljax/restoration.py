@@ -37,7 +37,6 @@ import numpy as np
 from PIL import Image, ImageOps
 
 from d2ljax import console, imageio, inference, jpeg, pretrained
-from d2ljax.metrics import rgb_to_y
 from d2ljax.model import D2LNet
 from d2ljax.pretrained import ModelEntry
 
@@ -110,12 +109,6 @@ def padded(length: int, bucket: int) -> int:
     return -(-length // bucket) * bucket if bucket > 1 else length
 
 
-def pad_reflect(image: np.ndarray, height: int, width: int) -> np.ndarray:
-    """Reflect-pads HxWxC at the bottom and right to height x width (as D2LNet pads itself)."""
-    h, w = image.shape[:2]
-    return np.pad(image, ((0, height - h), (0, width - w), (0, 0)), mode="reflect")
-
-
 def power_of_two_splits(items: list) -> list[list]:
     """[a, b, c, d, e] -> [[a, b, c, d], [e]]: batch sizes limited to powers of two (few compiles)."""
     out, start = [], 0
@@ -160,7 +153,7 @@ def run_bucketed(model: D2LNet, variables, images: Sequence[np.ndarray], options
         per_batch = max(1, options.max_pixels // (height * width))
         for start in range(0, len(indices), per_batch):
             for chunk in power_of_two_splits(indices[start:start + per_batch]):
-                batch = np.stack([pad_reflect(images[i], height, width) for i in chunk])
+                batch = np.stack([imageio.pad_reflect(images[i], height, width) for i in chunk])
                 for i, restored in zip(chunk, inference.apply_batch(model, variables, batch)):
                     out[i] = restored[:images[i].shape[0], :images[i].shape[1]]
     return out
@@ -190,13 +183,6 @@ def run_images(model: D2LNet, variables, images: Sequence[np.ndarray], options: 
 
 
 # --- gray and colour ---------------------------------------------------------------------
-
-def split_channels(image: np.ndarray, in_chn: int) -> np.ndarray:
-    """A photo (HxW gray or HxWx3 RGB) as the model's HxWx(in_chn) input (see the module docstring)."""
-    if image.ndim == 2:
-        return np.repeat(image[..., None], in_chn, axis=-1)
-    return image if in_chn == 3 else rgb_to_y(image)[..., None]
-
 
 def merge_channels(image: np.ndarray, model_input: np.ndarray, restored: np.ndarray) -> np.ndarray:
     """The restored photo, in the photo's own kind, from the model's input and output."""
@@ -297,7 +283,7 @@ def restore_photos(photos: Sequence[Photo], chosen: Sequence[ModelEntry], option
     for entry in dict.fromkeys(chosen):
         indices = [i for i, c in enumerate(chosen) if c is entry]
         model, variables = entry.loaded
-        inputs = [split_channels(photos[i].pixels, model.in_chn) for i in indices]
+        inputs = [imageio.to_channels(photos[i].pixels, model.in_chn) for i in indices]
         for i, x, y in zip(indices, inputs, run_images(model, variables, inputs, options)):
             out[i] = dataclasses.replace(photos[i], pixels=merge_channels(photos[i].pixels, x, y))
     return out

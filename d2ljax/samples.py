@@ -30,8 +30,8 @@ import numpy as np
 from PIL import Image
 
 from d2ljax import jpeg
-from d2ljax.imageio import MODES, SAMPLE_PHOTOS_DIR, ImageError, list_image_files, read_image
-from d2ljax.metrics import rgb_to_y
+from d2ljax.imageio import (MODES, SAMPLE_PHOTOS_DIR, ImageError, list_image_files, pad_reflect, read_image,
+                            to_channels)
 
 log = logging.getLogger(__name__)
 
@@ -183,18 +183,9 @@ def draw(recipe: Recipe, process_index: int, heights: np.ndarray, widths: np.nda
 
 
 # ----------------------------------------------------------------------------- NumPy ops
-def to_mode(image: np.ndarray, mode: str) -> np.ndarray:
-    """uint8 HxW or HxWxC -> HxWx3 for 'color' (gray repeated), HxWx1 for 'gray' (BT.601 Y)."""
-    image = image if image.ndim == 3 else image[..., None]
-    if mode == "color":
-        return image if image.shape[-1] == 3 else np.repeat(image, 3, axis=-1)
-    return image if image.shape[-1] == 1 else rgb_to_y(image)[..., None]
-
-
 def pad_to(image: np.ndarray, size: int) -> np.ndarray:
     """Reflect-pads the bottom and right of HxWxC to at least size x size (needs H, W > size/2)."""
-    pad_h, pad_w = max(size - image.shape[0], 0), max(size - image.shape[1], 0)
-    return np.pad(image, ((0, pad_h), (0, pad_w), (0, 0)), mode="reflect") if pad_h or pad_w else image
+    return pad_reflect(image, max(image.shape[0], size), max(image.shape[1], size))
 
 
 def dihedral(image: np.ndarray, k: int) -> np.ndarray:
@@ -280,7 +271,7 @@ class FileStore:
 
     def crop(self, index: int, y: int, x: int, size: int) -> np.ndarray:
         image = read_image(_open(self.paths, self.blobs, index))
-        return pad_to(to_mode(image, self.mode), self.pad)[y:y + size, x:x + size]
+        return pad_to(to_channels(image, MODES[self.mode]), self.pad)[y:y + size, x:x + size]
 
     def share_by_file(self) -> None:
         """Nothing to share: workers read the files themselves."""
@@ -338,7 +329,7 @@ def _decode_padded(path_or_blob, name: str, mode: str, crop: int) -> np.ndarray:
         image = read_image(path_or_blob)
     except ImageError as e:
         raise ImageError(str(e).replace(str(path_or_blob), name)) from None
-    return pad_to(to_mode(image, mode), crop)
+    return pad_to(to_channels(image, MODES[mode]), crop)
 
 
 def load_store(names: list[str], paths: Optional[list], blobs: Optional[list], mode: str, crop: int,
