@@ -8,6 +8,7 @@ between processes). "tfds:" sources need TensorFlow and stay with tf.data.
 """
 from __future__ import annotations
 
+import functools
 import os
 from typing import Iterator, Optional, Sequence
 
@@ -27,17 +28,6 @@ def default_workers() -> int:
     below 4 cores, where grain's reader threads in this process are faster (benchmarks/README.md)."""
     cores = os.cpu_count() or 1
     return 0 if cores < 4 else min(cores - 1, 16)
-
-
-class _MakeBatch:
-    """step -> uint8 batch `step` of this process (a picklable callable for grain's workers)."""
-
-    def __init__(self, store, recipe: samples.Recipe, process_index: int, batch_size: int):
-        self.store, self.recipe = store, recipe
-        self.process_index, self.batch_size = process_index, batch_size
-
-    def __call__(self, step: int) -> tuple[np.ndarray, np.ndarray]:
-        return samples.make_batch(self.store, self.recipe, self.process_index, int(step), self.batch_size)
 
 
 def _to_float(batch: tuple[np.ndarray, np.ndarray]) -> tuple[np.ndarray, np.ndarray]:
@@ -70,7 +60,8 @@ def make_dataset(
         store.share_by_file()
     samples.log.info("%d images for process %d/%d, %s; %d grain workers", len(store.heights), process_index,
                      process_count, type(store).__name__, workers)
-    ds = grain.MapDataset.range(start_step, _MAX_STEP).map(_MakeBatch(store, recipe, process_index, batch_size))
+    make_batch = functools.partial(samples.make_batch, store, recipe, process_index, batch_size=batch_size)
+    ds = grain.MapDataset.range(start_step, _MAX_STEP).map(make_batch)  # step -> uint8 batch
     ds = ds.to_iter_dataset(grain.ReadOptions(num_threads=1 if workers else 2, prefetch_buffer_size=2))
     if workers > 0:
         if not flags.FLAGS.is_parsed():  # grain's workers read an absl flag; outside an absl app
