@@ -8,10 +8,14 @@ and results/live1_color.md (the Markdown table, also printed). With --checkpoint
 each model (a named model such as gray_qf10, a model folder or a training workdir) is one more
 column beside the JPEG one; --jpeg_only gives the JPEG rows alone. --save_images=FOLDER also
 writes every output and, per image and QF, a comparison crop (JPEG, each model, original).
-A missing folder or model, a bad QF or a model of the other mode is one line `error: ...`
-and exit status 2. The protocol (JPEG settings, gray = BT.601 Y, PSNR, SSIM, PSNR-B) is
-d2ljax.metrics' and d2ljax.jpeg's; d2ljax.evaluation holds the logic.
+A missing folder or model, a bad QF, a model of the other mode or an output that cannot be
+written is one line `error: ...` and exit status 2, before any image is evaluated. Ctrl-C
+writes the image x QF pairs finished so far to --output (marked "interrupted") and exits 130.
+The protocol (JPEG settings, gray = BT.601 Y, PSNR, SSIM, PSNR-B) is d2ljax.metrics' and
+d2ljax.jpeg's; d2ljax.evaluation holds the logic.
 """
+import sys
+
 from d2ljax import console
 
 console.quiet_native_logs()
@@ -48,9 +52,16 @@ def main(argv):
         qfs = [int(q) for q in FLAGS.qf]
     except ValueError:
         raise ValueError(f"--qf must be integers, got {','.join(FLAGS.qf)}") from None
+    console.check_output(FLAGS.output, "--output")
+    if FLAGS.save_images:
+        console.check_output(FLAGS.save_images, "--save_images", folder=True)
     methods = [evaluation.Method(evaluation.JPEG_METHOD)]
     methods += [evaluation.checkpoint_method(m, FLAGS.mode) for m in FLAGS.checkpoint or []]
-    report = evaluation.evaluate(FLAGS.dataset, FLAGS.mode, qfs, methods, FLAGS.save_images)
+    try:
+        report = evaluation.evaluate(FLAGS.dataset, FLAGS.mode, qfs, methods, FLAGS.save_images)
+    except evaluation.Interrupted as stop:
+        evaluation.write_report(stop.report, FLAGS.output)
+        sys.exit(console.interrupted(f"{stop}; partial results in {FLAGS.output}"))
     print(evaluation.write_report(report, FLAGS.output))
     print(f"written: {FLAGS.output} and its .md table" + (f"; images in {FLAGS.save_images}" if FLAGS.save_images else ""))
     for item in report["skipped"]:

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import os
 import sys
+import tempfile
 from typing import Callable
 
 # Exceptions that mean "the input or the settings are wrong": the message names the problem.
@@ -71,6 +72,47 @@ def progress_bar(**kwargs):
 def error(message: object) -> None:
     """`error: MESSAGE` on one line (a multi-line message is joined)."""
     print("error: " + " ".join(str(message).split()), file=sys.stderr)
+
+
+# Exit status after Ctrl-C: 128 + SIGINT, as shells report a command stopped by it.
+INTERRUPTED = 130
+
+
+def interrupted(message: str) -> int:
+    """`interrupted: MESSAGE` on a line of its own (ending a live progress bar's line first);
+    returns the exit status, INTERRUPTED."""
+    print(("\n" if sys.stderr.isatty() else "") + "interrupted: " + message, file=sys.stderr)
+    return INTERRUPTED
+
+
+def can_create_in(folder: str) -> bool:
+    """Whether a file can be created in `folder` (tried: permission bits do not bind root, and
+    some file systems refuse everyone)."""
+    try:
+        with tempfile.TemporaryFile(dir=folder):
+            return True
+    except OSError:
+        return False
+
+
+def check_output(path: str, name: str, folder: bool = False) -> None:
+    """Raises ValueError `NAME PATH: what is wrong` unless `path` can be written as a folder
+    (folder=True; a missing one is made later) or as a file. Commands call it before long
+    work starts, so a mistyped output costs nothing."""
+    want, other = ("folder", "file") if folder else ("file", "folder")
+    if os.path.exists(path):
+        if os.path.isdir(path) != folder:
+            raise ValueError(f"{name} {path}: is a {other}, need a {want}")
+        if not (can_create_in(path) if folder else os.access(path, os.W_OK)):
+            raise ValueError(f"{name} {path}: not writable")
+        return
+    existing = os.path.dirname(os.path.abspath(path))
+    while not os.path.exists(existing):
+        existing = os.path.dirname(existing)
+    if not os.path.isdir(existing):
+        raise ValueError(f"{name} {path}: {existing} is a file, need a folder")
+    if not can_create_in(existing):
+        raise ValueError(f"{name} {path}: cannot be made, {existing} is not writable")
 
 
 HELP_FLAGS = ("-h", "--help", "-?", "--helpshort")

@@ -1,6 +1,6 @@
 """Import the authors' PyTorch D2LNet checkpoints.
 
-    python -m d2ljax.convert IN.pth OUT_DIR    # or IN.npz; writes an orbax model folder
+    d2ljax convert IN.pth OUT_DIR    # or IN.npz; writes an orbax model folder
 
 Torch keys map to Flax paths by one rule: split at dots, join an index to the name before
 it (`up_path_1.0.conv_block.conv_1.weight` -> `up_path_1_0/conv_block/conv_1/kernel`).
@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import os
 import re
-import sys
 from typing import Mapping, Union
 
 import numpy as np
@@ -145,26 +144,3 @@ def from_torch(source, param_key: str | None = None, dtype=None) -> tuple[D2LNet
 def _torch_shape(flax_shape) -> tuple:
     """The torch layout of a Flax leaf's shape (kernels are (kh, kw, in, out) here)."""
     return tuple(int(flax_shape[i]) for i in (3, 2, 0, 1)) if len(flax_shape) == 4 else tuple(flax_shape)
-
-
-def main(argv: list[str]) -> int:
-    import argparse
-    parser = argparse.ArgumentParser(prog="python -m d2ljax.convert", description=__doc__.split("\n")[0])
-    parser.add_argument("source", help="PyTorch checkpoint (.pth/.pt, needs torch) or .npz of torch keys")
-    parser.add_argument("out_dir", help="folder to write (an orbax model folder d2ljax loads)")
-    parser.add_argument("--param_key", default=None, help="'params' or 'params_ema' (default: ema if present)")
-    parser.add_argument("--overwrite", action="store_true", help="replace OUT_DIR if it exists")
-    args = parser.parse_args(argv)
-    try:
-        model, variables = from_torch(args.source, args.param_key)
-        checkpoints.save_model(args.out_dir, model, variables, overwrite=args.overwrite,
-                               metadata={"converted_from": os.path.abspath(args.source)})
-    except (OSError, ValueError, ImportError) as e:
-        print(f"error: {e}", file=sys.stderr)
-        return 1
-    print(f"wrote D2LNet(in_chn={model.in_chn}, wf={model.wf}, depth={model.depth}) to {args.out_dir}")
-    return 0
-
-
-if __name__ == "__main__":
-    sys.exit(main(sys.argv[1:]))

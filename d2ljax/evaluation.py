@@ -82,6 +82,21 @@ def average_per_set(per_image: Sequence[dict]) -> list[dict]:
             for (d, m, q, method), rows in groups.items()]
 
 
+class Interrupted(KeyboardInterrupt):
+    """Ctrl-C during `evaluate`: `report` holds the image x QF pairs finished by then (every
+    method measured on each), `done` of `total` pairs."""
+
+    def __init__(self, report: dict, done: int, total: int):
+        super().__init__(f"{done} of {total} image x QF pairs evaluated")
+        self.report, self.done, self.total = report, done, total
+
+
+def make_report(jobs: Sequence[tuple[dict, concurrent.futures.Future]], skipped: list[dict]) -> dict:
+    """The report of finished metric jobs: per-set means, per-image rows, skipped files."""
+    per_image = [{**record, **future.result()} for record, future in jobs]
+    return {"results": average_per_set(per_image), "per_image": per_image, "skipped": skipped}
+
+
 def evaluate(datasets: Sequence[str], mode: str, qfs: Sequence[int], methods: Sequence[Method],
              save_images: str | None = None, progress: bool = True,
              workers: int | None = None) -> dict:
@@ -89,7 +104,9 @@ def evaluate(datasets: Sequence[str], mode: str, qfs: Sequence[int], methods: Se
 
     Returns {"results": average_per_set(...), "per_image": [...], "skipped": [...]}; skipped lists the
     files that could not be read (named, with the reason). Raises ValueError for a bad QF, a
-    mode a set cannot take, or two sets or methods with the same name.
+    mode a set cannot take, or two sets or methods with the same name; Interrupted (a
+    KeyboardInterrupt) carrying the report of the pairs finished, with "interrupted": {"done",
+    "total"} added, after Ctrl-C.
     """
     if isinstance(datasets, str):
         datasets = datasets.split(",")
@@ -101,41 +118,42 @@ def evaluate(datasets: Sequence[str], mode: str, qfs: Sequence[int], methods: Se
         if len(set(names)) != len(names):
             raise ValueError(f"two {kind} have the same name in {names}; their rows would mix")
     workers = workers or min(MAX_WORKERS, os.cpu_count() or 1)
-    per_image: list[dict] = []
+    jobs: list[tuple[dict, concurrent.futures.Future]] = []  # (record, its metrics), in order
+    in_flight: collections.deque = collections.deque()  # unfinished metric jobs, oldest first
     skipped: list[dict] = []
-    pending: collections.deque = collections.deque()
-
-    def collect(limit: int) -> None:
-        while len(pending) > limit:
-            record, future = pending.popleft()
-            per_image.append({**record, **future.result()})
-
+    finished_jobs = done = 0  # the jobs and the number of the image x QF pairs finished
     total = sum(len(b.files) for b in benches) * len(qfs)
-    with concurrent.futures.ThreadPoolExecutor(workers) as pool, \
-            console.progress_bar(total=total, unit="image", desc=f"{benches[0].name} {mode}", disable=not progress) as bar:
-        for bench in benches:
-            bar.set_description(f"{bench.name} {mode}")
-            n_skipped = len(skipped)
-            for name, gt in iter_images(bench, mode, skipped):
-                for qf in qfs:
-                    jpeg = compress(gt, qf)
-                    outs = []
-                    for method in methods:
-                        out = jpeg if method.restore is None else method.restore(jpeg)
-                        record = {"dataset": bench.name, "mode": mode, "qf": qf,
-                                  "method": method.name, "image": name}
+    try:
+        with concurrent.futures.ThreadPoolExecutor(workers) as pool, \
+                console.progress_bar(total=total, unit="pair", disable=not progress) as bar:
+            for bench in benches:
+                bar.set_description(f"{bench.name} {mode}, image x QF")
+                n_skipped = len(skipped)
+                for name, gt in iter_images(bench, mode, skipped):
+                    for qf in qfs:
+                        jpeg = compress(gt, qf)
+                        outs = []
+                        for method in methods:
+                            out = jpeg if method.restore is None else method.restore(jpeg)
+                            record = {"dataset": bench.name, "mode": mode, "qf": qf,
+                                      "method": method.name, "image": name}
+                            if save_images:
+                                save_image(save_images, record, out)
+                            outs.append(out)
+                            jobs.append((record, pool.submit(measure, gt, out)))
+                            in_flight.append(jobs[-1][1])
+                            while len(in_flight) > PENDING_PER_WORKER * workers:  # bounds the images held
+                                in_flight.popleft().result()
                         if save_images:
-                            save_image(save_images, record, out)
-                        outs.append(out)
-                        pending.append((record, pool.submit(measure, gt, out)))
-                        collect(PENDING_PER_WORKER * workers)
-                    if save_images:
-                        comparison = side_by_side([*outs, gt], size=COMPARISON_CROP)
-                        save_image(save_images, {**record, "method": "comparison"}, comparison)
-                    bar.update()
-            bar.update((len(skipped) - n_skipped) * len(qfs))
-        collect(0)
-    return {"results": average_per_set(per_image), "per_image": per_image, "skipped": skipped}
+                            comparison = side_by_side([*outs, gt], size=COMPARISON_CROP)
+                            save_image(save_images, {**record, "method": "comparison"}, comparison)
+                        finished_jobs, done = len(jobs), done + 1
+                        bar.update()
+                bar.update((len(skipped) - n_skipped) * len(qfs))
+    except KeyboardInterrupt:  # the pool has finished the jobs already submitted
+        report = make_report(jobs[:finished_jobs], skipped)
+        raise Interrupted({**report, "interrupted": {"done": done, "total": total}}, done, total) from None
+    return make_report(jobs, skipped)
 
 
 def _cell(row: dict | None) -> str:
@@ -167,8 +185,12 @@ def markdown_table(results: Sequence[dict]) -> str:
 
 
 def write_report(report: dict, output: str) -> str:
-    """Writes the JSON report to `output` and the Markdown table beside it (.md); returns the table."""
+    """Writes the JSON report to `output` and the Markdown table beside it (.md); returns the
+    table (under a line saying so when the evaluation was interrupted)."""
     table = markdown_table(report["results"])
+    if "interrupted" in report:
+        table = "Interrupted: means over the {done} of {total} image x QF pairs evaluated.\n\n".format(
+            **report["interrupted"]) + table
     os.makedirs(os.path.dirname(os.path.abspath(output)), exist_ok=True)
     with open(output, "w") as f:
         json.dump(report, f, indent=1)

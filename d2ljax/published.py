@@ -1,6 +1,6 @@
 """Published results to print beside d2ljax's: the D2LNet paper's Tables 1 and 2.
 
-    python -m d2ljax.published results/gray_qf10.json results/gray_blind.json
+    d2ljax tables results/gray_qf10.json results/gray_blind.json
 
 merges evaluate.py reports into one Markdown table per mode and adds the published columns
 (ARCNN, FBCNN, D2LNet for gray; QGAC, FBCNN, D2LNet for colour), labelled "(published)" and
@@ -9,11 +9,7 @@ Flickr2K; the numbers are copied from ../shared/spec/protocol.md (PSNR, SSIM, PS
 """
 from __future__ import annotations
 
-import json
-import sys
 from typing import Sequence
-
-from d2ljax import evaluation
 
 # (mode, paper's set name, QF) -> {method: (PSNR, SSIM, PSNR-B)}
 TABLES: dict[tuple[str, str, int], dict[str, tuple[float, float, float]]] = {
@@ -53,19 +49,3 @@ def with_published(results: Sequence[dict]) -> list[dict]:
     """The results followed by the published rows of every (mode, set, QF) they cover."""
     keys = dict.fromkeys((r["mode"], r["dataset"], r["qf"]) for r in results)
     return [*results, *(row for key in keys for row in published_rows(*key))]
-
-
-def main(argv: Sequence[str]) -> int:
-    if not argv:
-        print(__doc__.split("\n\n")[1], file=sys.stderr)
-        return 2
-    results = []
-    for path in argv:
-        with open(path) as f:
-            results += json.load(f)["results"]
-    print(evaluation.markdown_table(with_published(results)))
-    return 0
-
-
-if __name__ == "__main__":
-    sys.exit(main(sys.argv[1:]))

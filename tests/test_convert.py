@@ -71,11 +71,11 @@ def test_missing_file_and_missing_torch(tmp_path, monkeypatch):
 
 def test_cli_writes_a_model_folder_that_loads_and_never_overwrites(tmp_path):
     out = tmp_path / "released"
-    cmd = [sys.executable, "-m", "d2ljax.convert", str(require(FIXTURES / f"{RGB}.npz")), str(out)]
+    cmd = [sys.executable, "-m", "d2ljax", "convert", str(require(FIXTURES / f"{RGB}.npz")), str(out)]
     done = subprocess.run(cmd, capture_output=True, text=True)
     assert done.returncode == 0, done.stderr
     model, variables = checkpoints.load_model(str(out))
     ref_model, ref_variables = convert.from_torch(FIXTURES / f"{RGB}.npz")
     assert model == ref_model and params_equal(jax.device_get(variables), ref_variables)
     again = subprocess.run(cmd, capture_output=True, text=True)
-    assert again.returncode == 1 and "exists" in again.stderr and again.stderr.count("\n") == 1
+    assert again.returncode == 2 and "exists" in again.stderr and again.stderr.count("\n") == 1

@@ -1,6 +1,7 @@
 """d2ljax.evaluation and evaluate.py: the protocol's JPEG rows, reports, bad input."""
 import importlib.util
 import json
+import time
 from pathlib import Path
 
 import numpy as np
@@ -238,3 +239,63 @@ def test_cli_mistakes_are_one_line_and_status_2(cli, tmp_path, capsys, shipped_m
     error = capsys.readouterr().err.strip()
     assert error.startswith("error: ") and "\n" not in error and words in error, error
     assert not (tmp_path / "res.json").exists()
+
+
+def test_cli_checks_its_outputs_before_evaluating(cli, tmp_path, capsys, monkeypatch):
+    folder = _set(tmp_path / "a", n=1)
+    (tmp_path / "taken").write_text("x")
+    monkeypatch.setattr(evaluation, "evaluate", lambda *a, **k: pytest.fail("evaluated before checking outputs"))
+    for flag, words in ((f"--output={tmp_path / 'taken' / 'r.json'}", f"--output {tmp_path / 'taken' / 'r.json'}: "
+                                                                       f"{tmp_path / 'taken'} is a file, need a folder"),
+                        (f"--output={tmp_path}", f"--output {tmp_path}: is a folder, need a file"),
+                        (f"--save_images={tmp_path / 'taken'}", f"--save_images {tmp_path / 'taken'}: is a file, "
+                                                                 "need a folder")):
+        cli.FLAGS.unparse_flags()
+        cli.FLAGS(["evaluate.py", f"--dataset={folder}", "--mode=color", "--jpeg_only",
+                   f"--output={tmp_path / 'r.json'}", flag])
+        with pytest.raises(SystemExit) as exit:
+            console.run_absl_main(cli.main)(["evaluate.py"])
+        assert exit.value.code == 2 and capsys.readouterr().err.strip() == f"error: {words}"
+
+
+def test_progress_bar_counts_image_qf_pairs(tmp_path, capsys):
+    evaluate([_set(tmp_path / "a", n=2)], "color", [10, 20], [Method("jpeg")], progress=True)
+    lines = capsys.readouterr().err.splitlines()
+    assert lines[-1].startswith("a color, image x QF: 100%") and "4/4 [" in lines[-1] and "pair/s]" in lines[-1], lines
+
+
+def test_ctrl_c_writes_the_finished_pairs(tmp_path):
+    """SIGINT to evaluate.py once the first image x QF pair is saved; the next images have other
+    sizes, so the model compiles again (seconds) and the signal lands mid-run."""
+    import signal
+    import subprocess
+    import sys
+    from d2ljax.checkpoints import save_model
+    from d2ljax.model import D2LNet
+
+    model = D2LNet(3, wf=4, depth=2)
+    save_model(str(tmp_path / "tiny"), model, random_variables(model, scale=0.05))
+    folder = tmp_path / "set"
+    folder.mkdir()
+    rng = np.random.default_rng(0)
+    for i, shape in enumerate([(24, 32), (40, 48), (56, 64)]):
+        Image.fromarray(rng.integers(0, 256, (*shape, 3), dtype=np.uint8)).save(folder / f"img{i}.png")
+    output, images = tmp_path / "res.json", tmp_path / "images"
+    process = subprocess.Popen(
+        [sys.executable, str(REPO / "evaluate.py"), f"--dataset={folder}", "--mode=color", "--qf=10",
+         f"--checkpoint={tmp_path / 'tiny'}", f"--output={output}", f"--save_images={images}"],
+        cwd=tmp_path, stderr=subprocess.PIPE, text=True)
+    first = images / "set" / "color" / "qf10" / "comparison" / "img0.png"
+    deadline = time.monotonic() + 240
+    while not first.exists():
+        assert process.poll() is None and time.monotonic() < deadline, process.communicate()[1]
+        time.sleep(0.02)
+    process.send_signal(signal.SIGINT)
+    _, err = process.communicate(timeout=120)
+    report = json.loads(output.read_text())
+    done = report["interrupted"]["done"]
+    assert process.returncode == 130 and "Traceback" not in err, err
+    assert err.strip().splitlines()[-1] == f"interrupted: {done} of 3 image x QF pairs evaluated; partial results in {output}"
+    assert 1 <= done < 3 and report["interrupted"]["total"] == 3
+    assert [(r["method"], r["n_images"]) for r in report["results"]] == [("jpeg", done), ("tiny", done)]
+    assert output.with_suffix(".md").read_text().startswith(f"Interrupted: means over the {done} of 3 image x QF pairs")

@@ -6,6 +6,7 @@ import re
 from conftest import SHARED, require
 
 from d2ljax import published
+from d2ljax.__main__ import main
 
 
 def protocol_tables() -> dict:
@@ -35,7 +36,7 @@ def test_merged_table_adds_the_published_columns(tmp_path, capsys):
     for name, rows in (("a", [("LIVE1_gray", 10, 28.5)]), ("b", [("LIVE1_gray", 20, 31.0), ("LIVE1_gray", 10, 28.4)])):
         paths.append(tmp_path / f"{name}.json")
         paths[-1].write_text(json.dumps(report(name, rows)))
-    assert published.main([str(p) for p in paths]) == 0
+    assert main(["tables", *map(str, paths)]) == 0
     lines = [l for l in capsys.readouterr().out.splitlines() if l.startswith("| LIVE1_gray")]
     assert lines == [
         "| LIVE1_gray | 10 | 28.500 / 0.8000 / 27.500 | 28.400 / 0.8000 / 27.400 | 28.96 / 0.808 / 28.68 | "
