@@ -32,7 +32,7 @@ flags.DEFINE_list("dataset", None, "Benchmark folders (classic5, LIVE1_gray, LIV
 flags.DEFINE_enum("mode", None, list(MODES), "gray: BT.601 Y, 1-channel models; color: RGB.",
                   required=True)
 flags.DEFINE_list("qf", ["10", "20", "30"], "JPEG quality factors.")
-flags.DEFINE_list("checkpoint", None, "Models to evaluate: named models (python -m d2ljax models), "
+flags.DEFINE_list("checkpoint", None, "Models to evaluate: named models (d2ljax models), "
                   "model folders or training workdirs.")
 flags.DEFINE_bool("jpeg_only", False, "Evaluate the JPEG baseline alone (no model).")
 flags.DEFINE_string("output", None, "Results JSON; the Markdown table goes beside it (.md).",

@@ -1,6 +1,6 @@
 """The commands' console: quiet by default, one line per user mistake.
 
-train.py, evaluate.py and `python -m d2ljax` print a progress bar and the few lines that
+train.py, evaluate.py and the `d2ljax` command print a progress bar and the few lines that
 matter. Library logs (JAX, orbax, grain, TensorFlow's Python side) go through absl logging at
 WARNING; `--verbosity=1` (absl's flag, also `-v 1`) restores INFO and shows tracebacks.
 TensorFlow's C++ banners ("oneDNN custom operations are on", ...) are turned off before

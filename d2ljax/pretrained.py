@@ -1,7 +1,7 @@
 """Named D2LNet models: model folders found on a search path, described by their model.json.
 
 A pretrained model is a model folder (`d2ljax.checkpoints`: `model.json` + `params/`, as
-training exports and `python -m d2ljax.convert` writes) whose folder name is its name. Folders
+training exports and `d2ljax convert` writes) whose folder name is its name. Folders
 are searched in this order, the first one with a name winning:
 
 1. each entry of `$D2LJAX_MODELS` (folders separated by `os.pathsep`),

@@ -1,4 +1,6 @@
-"""Shared test setup and helpers: where ../shared lives, random model variables."""
+"""Shared test setup and helpers: where ../shared lives, random model variables, Ctrl-C to a subprocess."""
+import signal
+import time
 from pathlib import Path
 
 import jax
@@ -37,3 +39,17 @@ def lowered(fn, *args, platform: str) -> str:
     """The StableHLO text of fn(*args) lowered for `platform` ("cpu", "cuda", "rocm", "tpu": no such
     device needed), traced now: through a fresh function, as JAX caches traces by function."""
     return export.export(jax.jit(lambda *a: fn(*a)), platforms=(platform,))(*args).mlir_module()
+
+
+def interrupt_when(condition, process, timeout: float = 240.0) -> str:
+    """Sends SIGINT (Ctrl-C) to a Popen `process` (stderr piped, text) once `condition()` holds
+    and returns its stderr when it has exited; fails, showing the stderr, if the process ends
+    or `timeout` seconds pass first."""
+    deadline = time.monotonic() + timeout
+    while not condition():
+        if process.poll() is not None or time.monotonic() > deadline:
+            process.kill()
+            pytest.fail(f"the run ended or stalled before the signal:\n{process.communicate()[1]}")
+        time.sleep(0.02)
+    process.send_signal(signal.SIGINT)
+    return process.communicate(timeout=120)[1]

@@ -2,10 +2,8 @@
 before work starts, and Ctrl-C (a real SIGINT sent to a subprocess)."""
 import importlib
 import os
-import signal
 import subprocess
 import sys
-import time
 import tomllib
 from pathlib import Path
 
@@ -14,7 +12,7 @@ import pytest
 from PIL import Image
 
 import d2ljax
-from conftest import random_variables
+from conftest import interrupt_when, random_variables
 from d2ljax import checkpoints, console
 from d2ljax.__main__ import main
 from d2ljax.model import D2LNet
@@ -131,23 +129,6 @@ def test_export_set_must_be_json(tmp_path, capsys):
     assert status == 2 and "--set qf=ten: the value is not JSON" in one_error_line(err)
 
 
-def wait_for(condition, process, timeout=240.0):
-    """Polls `condition` until true; fails (showing the process's stderr) if the process ends first."""
-    deadline = time.monotonic() + timeout
-    while not condition():
-        if process.poll() is not None or time.monotonic() > deadline:
-            process.kill()
-            pytest.fail(f"the run ended or stalled before the signal:\n{process.communicate()[1]}")
-        time.sleep(0.02)
-
-
-def interrupt(process) -> tuple[int, str]:
-    """Sends SIGINT (Ctrl-C) and returns (exit status, stderr)."""
-    process.send_signal(signal.SIGINT)
-    _, err = process.communicate(timeout=120)
-    return process.returncode, err
-
-
 def test_ctrl_c_during_restore_keeps_whole_outputs_and_says_how_many(tmp_path):
     """Eight photos restored together (one size, one compile), then a ninth of another size
     whose compilation (--bucket 0: exact sizes) is where the signal lands."""
@@ -162,10 +143,9 @@ def test_ctrl_c_during_restore_keeps_whole_outputs_and_says_how_many(tmp_path):
     process = subprocess.Popen(
         [sys.executable, "-m", "d2ljax", "restore", str(inputs), "-o", str(outdir), "--checkpoint",
          str(tmp_path / "tiny"), "--bucket", "0"], cwd=REPO, env=env, stderr=subprocess.PIPE, text=True)
-    wait_for(lambda: outdir.is_dir() and any(p.suffix == ".png" for p in outdir.iterdir()), process)
-    status, err = interrupt(process)
+    err = interrupt_when(lambda: outdir.is_dir() and any(p.suffix == ".png" for p in outdir.iterdir()), process)
     written = sorted(p.name for p in outdir.iterdir())
-    assert status == 130 and "Traceback" not in err, err
+    assert process.returncode == 130 and "Traceback" not in err, err
     assert all(name.endswith(".png") for name in written), written  # no half-written file
     assert 1 <= len(written) < 9
     assert err.strip().splitlines()[-1] == f"interrupted: {len(written)} of 9 photos restored; outputs kept in {outdir}"

@@ -1,14 +1,13 @@
 """d2ljax.evaluation and evaluate.py: the protocol's JPEG rows, reports, bad input."""
 import importlib.util
 import json
-import time
 from pathlib import Path
 
 import numpy as np
 import pytest
 from PIL import Image
 
-from conftest import random_variables
+from conftest import interrupt_when, random_variables
 from d2ljax import console, evaluation
 from d2ljax.evaluation import Method, evaluate
 from d2ljax.imageio import side_by_side
@@ -267,7 +266,6 @@ def test_progress_bar_counts_image_qf_pairs(tmp_path, capsys):
 def test_ctrl_c_writes_the_finished_pairs(tmp_path):
     """SIGINT to evaluate.py once the first image x QF pair is saved; the next images have other
     sizes, so the model compiles again (seconds) and the signal lands mid-run."""
-    import signal
     import subprocess
     import sys
     from d2ljax.checkpoints import save_model
@@ -285,13 +283,7 @@ def test_ctrl_c_writes_the_finished_pairs(tmp_path):
         [sys.executable, str(REPO / "evaluate.py"), f"--dataset={folder}", "--mode=color", "--qf=10",
          f"--checkpoint={tmp_path / 'tiny'}", f"--output={output}", f"--save_images={images}"],
         cwd=tmp_path, stderr=subprocess.PIPE, text=True)
-    first = images / "set" / "color" / "qf10" / "comparison" / "img0.png"
-    deadline = time.monotonic() + 240
-    while not first.exists():
-        assert process.poll() is None and time.monotonic() < deadline, process.communicate()[1]
-        time.sleep(0.02)
-    process.send_signal(signal.SIGINT)
-    _, err = process.communicate(timeout=120)
+    err = interrupt_when((images / "set" / "color" / "qf10" / "comparison" / "img0.png").exists, process)
     report = json.loads(output.read_text())
     done = report["interrupted"]["done"]
     assert process.returncode == 130 and "Traceback" not in err, err
@@ -299,3 +291,11 @@ def test_ctrl_c_writes_the_finished_pairs(tmp_path):
     assert 1 <= done < 3 and report["interrupted"]["total"] == 3
     assert [(r["method"], r["n_images"]) for r in report["results"]] == [("jpeg", done), ("tiny", done)]
     assert output.with_suffix(".md").read_text().startswith(f"Interrupted: means over the {done} of 3 image x QF pairs")
+
+
+def test_cli_typo_names_the_flag_before_missing_ones(cli, capsys):
+    cli.FLAGS.unparse_flags()
+    with pytest.raises(SystemExit) as exit:
+        console.parse_flags(["evaluate.py", "--dataset=a", "--mode=gray", "--jpeg_only", "--ouput=r.json"])
+    error = capsys.readouterr().err.strip()
+    assert exit.value.code == 2 and "\n" not in error and "'ouput'" in error and "output" in error, error
