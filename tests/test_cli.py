@@ -4,7 +4,6 @@ import importlib
 import os
 import subprocess
 import sys
-import tomllib
 from pathlib import Path
 
 import numpy as np
@@ -13,7 +12,7 @@ from PIL import Image
 
 import d2ljax
 from conftest import interrupt_when, random_variables
-from d2ljax import checkpoints, console
+from d2ljax import checkpoints, console, restoration
 from d2ljax.__main__ import main
 from d2ljax.model import D2LNet
 
@@ -39,6 +38,7 @@ def one_error_line(err: str) -> str:
 
 
 def test_console_script_is_the_module_main():
+    tomllib = pytest.importorskip("tomllib", reason="reading pyproject.toml needs Python 3.11+")
     scripts = tomllib.loads((REPO / "pyproject.toml").read_text())["project"]["scripts"]
     module, _, name = scripts["d2ljax"].partition(":")
     assert getattr(importlib.import_module(module), name) is main
@@ -130,15 +130,16 @@ def test_export_set_must_be_json(tmp_path, capsys):
 
 
 def test_ctrl_c_during_restore_keeps_whole_outputs_and_says_how_many(tmp_path):
-    """Eight photos restored together (one size, one compile), then a ninth of another size
-    whose compilation (--bucket 0: exact sizes) is where the signal lands."""
+    """A chunk of photos restored together (one size, one compile), then one more of another
+    size whose compilation (--bucket 0: exact sizes) is where the signal lands."""
     model = D2LNet(3, wf=4, depth=2)
     checkpoints.save_model(str(tmp_path / "tiny"), model, random_variables(model, 0, 0.05))
     inputs, outdir = tmp_path / "in", tmp_path / "out"
     inputs.mkdir()
     rng = np.random.default_rng(0)
-    for i, shape in enumerate([(32, 40)] * 8 + [(72, 88)]):
-        Image.fromarray(rng.integers(0, 256, (*shape, 3), dtype=np.uint8)).save(inputs / f"p{i}.jpg", quality=30)
+    shapes = [(32, 40)] * restoration.FILES_PER_CHUNK + [(72, 88)]
+    for i, shape in enumerate(shapes):
+        Image.fromarray(rng.integers(0, 256, (*shape, 3), dtype=np.uint8)).save(inputs / f"p{i:02d}.jpg", quality=10)
     env = {**os.environ, "XDG_CACHE_HOME": str(tmp_path / "cache"), "D2LJAX_MODELS": ""}
     process = subprocess.Popen(
         [sys.executable, "-m", "d2ljax", "restore", str(inputs), "-o", str(outdir), "--checkpoint",
@@ -147,8 +148,9 @@ def test_ctrl_c_during_restore_keeps_whole_outputs_and_says_how_many(tmp_path):
     written = sorted(p.name for p in outdir.iterdir())
     assert process.returncode == 130 and "Traceback" not in err, err
     assert all(name.endswith(".png") for name in written), written  # no half-written file
-    assert 1 <= len(written) < 9
-    assert err.strip().splitlines()[-1] == f"interrupted: {len(written)} of 9 photos restored; outputs kept in {outdir}"
+    assert 1 <= len(written) < len(shapes)
+    assert err.strip().splitlines()[-1] == (
+        f"interrupted: {len(written)} of {len(shapes)} photos restored; outputs kept in {outdir}")
     for name in written:
         with Image.open(outdir / name) as image:
             image.load()
