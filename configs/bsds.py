@@ -10,8 +10,8 @@ The argument is MODE,QF: MODE 'gray' or 'color'; QF a quality (one model per QF,
 paper trains) or 'blind' (one model for QF 10-90, see below). Data: the 300 photos of
 BSDS500 train + val, the folders BSDS500_train and BSDS500_val in $D2LJAX_DATA (README.md,
 "Data"; or --config.train_data=FOLDERS); validation (the choice of the best checkpoint) on the
-4 photos shipped with d2ljax, which are in no benchmark set. Each shipped model's model.json records
-the exact runs behind it (fine-tuning steps, learning rates, seeds).
+4 photos shipped with d2ljax, which are in no benchmark set. Each shipped model's model.json
+records the exact runs behind it (fine-tuning steps, learning rates, seeds).
 The model (wf 16, depth 3, 0.42M parameters, 1.7 MB) and the recipe (64x64 patches, batch 16,
 Adam at 1e-3, L1 on out_2 only) follow a calibration run that gained +0.91 dB on LIVE1 gray
 QF 10 in 13 minutes on 2 CPU cores. The blind models are the QF 10 models fine-tuned on the

@@ -41,8 +41,8 @@ def expand_spec(spec: str) -> str:
         return str(SAMPLE_PHOTOS_DIR / spec[len(SHIPPED):])
     path = os.path.expanduser(os.path.expandvars(spec))
     if (unset := re.search(r"\$\{?(\w+)", path)) and not os.path.exists(path):
-        raise FileNotFoundError(f"{spec}: the environment variable {unset.group(1)} is not set: set it to "
-                                "your data folder, or name the data itself (--config.train_data, --config.val_data)")
+        raise FileNotFoundError(f"{spec}: the environment variable {unset.group(1)} is not set: set it to your "
+                                "data folder, or name the data itself (--config.train_data, --config.val_data)")
     return path
 
 
