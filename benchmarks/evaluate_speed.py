@@ -4,7 +4,7 @@ Metrics run on evaluation.MAX_WORKERS threads beside the model, so an evaluation
 when metrics-per-image / workers stays below the model's time per image. Single-threaded
 timings, the best of --repeat runs per image, summed over the set:
 
-    python benchmarks/evaluate_speed.py [--dataset ../shared/data/benchmarks/LIVE1_color]
+    python benchmarks/evaluate_speed.py --dataset PATH/TO/LIVE1_color
         [--mode color] [--qf 10] [--checkpoint DIR] [--json results/evaluate_speed.json]
 """
 from __future__ import annotations
@@ -17,8 +17,6 @@ from pathlib import Path
 from d2ljax import metrics
 from d2ljax.jpeg import compress
 from d2ljax.testsets import iter_images, open_set
-
-DEFAULT_SET = Path(__file__).resolve().parents[2] / "shared" / "data" / "benchmarks" / "LIVE1_color"
 
 
 def best_time(fn, repeat: int) -> float:
@@ -33,7 +31,7 @@ def best_time(fn, repeat: int) -> float:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--dataset", default=str(DEFAULT_SET))
+    parser.add_argument("--dataset", required=True, help="a benchmark set's folder, e.g. LIVE1_color")
     parser.add_argument("--mode", default="color", choices=["gray", "color"])
     parser.add_argument("--qf", type=int, default=10)
     parser.add_argument("--checkpoint", help="also time this model's apply_image (a name, model folder or workdir)")

@@ -9,8 +9,8 @@ tracing, worker start-up).
     python benchmarks/input_pipeline.py --folder PATH/TO/BSDS500_train [--workers 0,1,2]
         [--seconds 10] [--json results/input_pipeline.json]
 
-The targets: >= 300 patches/s on 2 CPU cores, and enough to keep an accelerator fed (the
-device run's input wait per step, benchmarks/train_summary.py).
+The targets: >= 300 patches/s on 2 CPU cores, and enough to keep an accelerator fed (a
+training run's input wait per step, metrics.jsonl's `input_wait_s`).
 """
 from __future__ import annotations
 
@@ -23,9 +23,6 @@ from pathlib import Path
 
 import numpy as np
 from PIL import Image
-
-# Beside the repository, where the project keeps its reference data.
-DEFAULT_FOLDER = Path(__file__).resolve().parents[2] / "shared" / "data" / "train" / "BSDS500_train"
 
 ROTATIONS = (None, Image.Transpose.ROTATE_90, Image.Transpose.ROTATE_180, Image.Transpose.ROTATE_270)
 
@@ -67,7 +64,7 @@ def pillow_rate(folder: str, patch: int, qf: int, seconds: float) -> float:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    parser.add_argument("--folder", default=str(DEFAULT_FOLDER))
+    parser.add_argument("--folder", required=True, help="a folder of training images, e.g. BSDS500_train")
     parser.add_argument("--patch", type=int, default=256)
     parser.add_argument("--qf", type=int, default=10)
     parser.add_argument("--batch", type=int, default=16)

@@ -8,11 +8,11 @@
 Run it as a module from the repository root (`--torch` imports benchmarks.torch_reference);
 without `--torch` or `--torch-only`, `python benchmarks/model_speed.py` works too.
 
-The training step is the one the baseline figures in spec/performance_notes.md use: forward,
-L1 on out_2, backward, Adam.
+The training step is a plain one, the same in both libraries: forward, L1 on out_2,
+backward, Adam.
 GFLOPs count every convolution, the 1x1 convolutions on the spectrum and the 2x2 up-convolutions
 included (2 FLOPs per multiply-add): 356.7 GFLOPs for a 256x256 RGB forward of the full model,
-against spec/performance_notes.md's 358.6, which counts slightly more; the backward pass is
+against the 358.6 counted for the released model (docs/architecture.md#size-and-cost); the backward pass is
 counted as twice the forward. Times are the minimum over --repeats rounds after one warm-up
 (compile) run; the forward pass and the train step are timed in separate blocks of rounds
 (steps back to back, as in training), and each round runs every implementation once, so the

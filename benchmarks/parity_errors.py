@@ -1,6 +1,6 @@
 """How far d2ljax is from the released model's fixtures on this backend, at each matmul precision.
 
-    python benchmarks/parity_errors.py ../shared/fixtures/official_rgb_wf16_d3.npz
+    python benchmarks/parity_errors.py PATH/TO/fixtures/official_rgb_wf16_d3.npz
     python benchmarks/parity_errors.py FIXTURE.npz --precisions=default,highest --json=parity.json
 
 tests/test_model.py asserts parity on the CPU, where float32 convolutions are exact float32.

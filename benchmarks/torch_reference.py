@@ -1,7 +1,7 @@
 """A PyTorch D2LNet with the released model's structure and key names: the speed baseline.
 
 The authors' released code is not in this repository; this module rebuilds its forward
-pass from spec/architecture.md so benchmarks can time "the PyTorch original" in the same
+pass from docs/architecture.md so benchmarks can time "the PyTorch original" in the same
 run as d2ljax. `check_against_fixture` proves it computes what the released model does
 (it loads the released-layout .pth and reproduces the fixture's outputs), so its timings
 stand for the original's. Needs torch (`pip install 'd2ljax[torch]'`).
@@ -14,7 +14,7 @@ from torch import nn
 
 
 def _real_bins_exact(spec: torch.Tensor, width: int) -> torch.Tensor:
-    """The spec's one change: imaginary parts of the exactly-real bins set to +0."""
+    """d2ljax's one change to the released FFT calls: imaginary parts of the exactly-real bins set to +0."""
     h = spec.shape[-2]
     rows = [0] + ([h // 2] if h % 2 == 0 else [])
     cols = [0] + ([width // 2] if width % 2 == 0 else [])

@@ -1,4 +1,4 @@
-"""One blind model for all QFs, with FBCNN's recipe (spec/protocol.md, last section).
+"""One blind model for all QFs, with FBCNN's recipe (docs/protocol.md#training-recipes).
 
     python train.py --config=configs/blind.py --workdir=runs/blind_color
     python train.py --config=configs/blind.py:gray --workdir=runs/blind_gray

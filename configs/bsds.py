@@ -8,10 +8,10 @@
 
 The argument is MODE,QF: MODE 'gray' or 'color'; QF a quality (one model per QF, as the
 paper trains) or 'blind' (one model for QF 10-90, see below). Data: the 300 photos of
-BSDS500 train + val, from the project's reference data beside the repository (override with
---config.train_data=FOLDERS); validation (the choice of the best checkpoint) on the 4 photos
-shipped with d2ljax, which are in no benchmark set. Each shipped model's model.json records
-the exact runs behind it (fine-tuning steps, learning rates, seeds).
+BSDS500 train + val, the folders BSDS500_train and BSDS500_val in $D2LJAX_DATA (README.md,
+"Data"; or --config.train_data=FOLDERS); validation (the choice of the best checkpoint) on the
+4 photos shipped with d2ljax, which are in no benchmark set. Each shipped model's model.json
+records the exact runs behind it (fine-tuning steps, learning rates, seeds).
 The model (wf 16, depth 3, 0.42M parameters, 1.7 MB) and the recipe (64x64 patches, batch 16,
 Adam at 1e-3, L1 on out_2 only) follow a calibration run that gained +0.91 dB on LIVE1 gray
 QF 10 in 13 minutes on 2 CPU cores. The blind models are the QF 10 models fine-tuned on the
@@ -22,12 +22,9 @@ Blind: 75% of the patches at QF 10, 20 or 30 (the table's QFs, where JPEG artifa
 gains are largest), 25% at a QF drawn uniformly from [10, 90]; a quarter of the patches are
 shifted off the 8x8 JPEG grid (FBCNN shifts half; a small model has less capacity to spare).
 """
-import os
-
 from configs import default
-from d2ljax.imageio import SAMPLE_PHOTOS_DIR
 
-TRAIN_DATA = os.path.join(os.path.dirname(__file__), "..", "..", "shared", "data", "train")
+BSDS500_TRAIN_VAL = "$D2LJAX_DATA/BSDS500_train,$D2LJAX_DATA/BSDS500_val"
 
 
 def parse_arg(arg: str) -> tuple[str, str]:
@@ -41,8 +38,8 @@ def parse_arg(arg: str) -> tuple[str, str]:
 def get_config(arg: str = ""):
     mode, qf = parse_arg(arg)
     config = default.get_config(mode)
-    config.train_data = ",".join(os.path.normpath(os.path.join(TRAIN_DATA, s)) for s in ("BSDS500_train", "BSDS500_val"))
-    config.val_data = str(SAMPLE_PHOTOS_DIR)
+    config.train_data = BSDS500_TRAIN_VAL
+    config.val_data = "shipped:"
     config.val_crop = 0
     if qf == "blind":
         config.qf = (10, 20, 30)

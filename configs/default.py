@@ -3,7 +3,8 @@
     python train.py --config=configs/default.py --workdir=runs/qf10_color
     python train.py --config=configs/default.py:gray --workdir=runs/qf10_gray
 
-Expects DIV2K and Flickr2K HR images under ./data (see train_data). Time: the paper's
+Data: DIV2K and Flickr2K HR images in the folder $D2LJAX_DATA names (README.md, "Data"), or
+--config.train_data / --config.val_data. Time: the paper's
 schedule at batch 8 of 256x256 needs days on one accelerator; we have not run it to the end.
 Expected result (the paper's Table 1/2 for QF 10): LIVE1 27.82 dB colour, 30.08 dB gray.
 Variants import this and override a few fields; the argument after ':' is the mode
@@ -12,19 +13,18 @@ Variants import this and override a few fields; the argument after ':' is the mo
 import ml_collections
 from ml_collections import config_dict
 
-from d2ljax.samples import default_pipeline
-
 
 def get_config(arg: str = "") -> ml_collections.ConfigDict:
     config = ml_collections.ConfigDict()
 
     # ---- data (d2ljax.samples.Recipe; d2ljax.data or d2ljax.grain_data make the batches)
-    config.input_pipeline = default_pipeline()  # 'tf.data' (the reference; default when TensorFlow
-    # is installed) or 'grain' (no TensorFlow): the same batches, bit for bit
+    config.input_pipeline = "auto"  # 'tf.data' (the reference), 'grain' (no TensorFlow): the same
+    # batches, bit for bit; 'auto': tf.data when TensorFlow is installed, else grain
     config.data_workers = -1  # grain: worker processes (-1: one per core but one, 0 below 4 cores)
-    # Training images: comma-separated files, folders or globs, or "tfds:NAME" (e.g.
-    # "tfds:div2k/bicubic_x2" with tfds_image_key="hr"); "" for the 4 photos shipped with d2ljax.
-    config.train_data = "data/DIV2K_train_HR,data/Flickr2K_HR"
+    # Training images: comma-separated files, folders or globs ($VARIABLES expanded; "shipped:"
+    # or "shipped:NAME" for the photos shipped with d2ljax, as is ""), or "tfds:NAME" (e.g.
+    # "tfds:div2k/bicubic_x2" with tfds_image_key="hr").
+    config.train_data = "$D2LJAX_DATA/DIV2K_train_HR,$D2LJAX_DATA/Flickr2K_HR"
     config.tfds_split = "train"  # split of a "tfds:" source
     config.tfds_image_key = "hr"  # image feature of a "tfds:" source
     config.tfds_data_dir = ""  # tensorflow-datasets data_dir ("": TFDS_DATA_DIR or ~/tensorflow_datasets)
@@ -73,7 +73,7 @@ def get_config(arg: str = "") -> ml_collections.ConfigDict:
     config.checkpoint_every_steps = 5000  # save (and validate) period; also at the last step
     config.val_every_steps = 0  # validate this often as well (0: only when a checkpoint is saved)
     config.keep_checkpoints = 3  # latest checkpoints kept (the best by val_psnr is kept as well)
-    config.val_data = "data/DIV2K_valid_HR"  # held-out images (files, folders, globs); "" for none
+    config.val_data = "$D2LJAX_DATA/DIV2K_valid_HR"  # held-out images (as train_data); "" for none
     config.val_qf = (10,)  # QFs the validation images are compressed at
     config.val_crop = 256  # centre crop of each validation image (0: whole images)
     config.progress_bar = True  # tqdm bar on process 0

@@ -13,16 +13,12 @@ and software repeats these numbers; another seed, CPU or JAX version moves them 
 The workdir is a model for evaluate.py and the restore command (--checkpoint=runs/quickstart).
 """
 from configs import default
-from d2ljax.imageio import SAMPLE_PHOTOS_DIR
-
-VAL_PHOTO = "chelsea.png"
 
 
 def get_config(arg: str = ""):
     config = default.get_config(arg)
-    photos = sorted(p for p in SAMPLE_PHOTOS_DIR.iterdir() if p.suffix in (".png", ".jpg"))
-    config.train_data = ",".join(str(p) for p in photos if p.name != VAL_PHOTO)
-    config.val_data = str(SAMPLE_PHOTOS_DIR / VAL_PHOTO)
+    config.train_data = "shipped:astronaut.png,shipped:coffee.png,shipped:rocket.jpg"
+    config.val_data = "shipped:chelsea.png"
     config.val_crop = 0  # the whole photo (451x300)
     config.wf = 16
     config.depth = 3

@@ -20,7 +20,7 @@ from flax import traverse_util
 from d2ljax import checkpoints
 from d2ljax.model import D2LNet
 
-# Tensors the released model creates but never uses (spec/architecture.md).
+# Tensors the released model creates but never uses (docs/architecture.md#checkpoints).
 UNUSED_KEYS = (
     re.compile(r"^(conv_0[12]\.[12]|pre_re\.1|skip_conv_[12]\.\d+)\.(identity|conv_3)\.(weight|bias)$"),
     re.compile(r"^up_path_[12]\.\d+\.conv_block\.(conv_fft_[12]\.(weight|bias)|sa\.conv1\.weight)$"),

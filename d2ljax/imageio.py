@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import glob
 import os
+import re
 from pathlib import Path
 from typing import Iterable, Sequence
 
@@ -17,6 +18,9 @@ from d2ljax.metrics import rgb_to_y
 
 # The four photos shipped with the package: the quickstart's data and the validation photos.
 SAMPLE_PHOTOS_DIR = Path(__file__).resolve().parent / "assets" / "photos"
+# A spec naming the shipped photos: "shipped:" all of them, "shipped:NAME" a file or glob among
+# them (so configs name them without importing d2ljax).
+SHIPPED = "shipped:"
 # The two kinds of image d2ljax trains, evaluates and restores, and their channels (gray: the
 # protocol's BT.601 Y).
 MODES = {"gray": 1, "color": 3}
@@ -27,8 +31,24 @@ class ImageError(ValueError):
     """An input image that cannot be used; the message is one line naming the file."""
 
 
+def expand_spec(spec: str) -> str:
+    """A file, folder or glob spec as a path: `SHIPPED` resolved, then $VARIABLES and ~ expanded.
+
+    Raises FileNotFoundError naming a variable that is not set (configs name their data as
+    $D2LJAX_DATA/..., see README.md, "Data").
+    """
+    if spec.startswith(SHIPPED):
+        return str(SAMPLE_PHOTOS_DIR / spec[len(SHIPPED):])
+    path = os.path.expanduser(os.path.expandvars(spec))
+    if (unset := re.search(r"\$\{?(\w+)", path)) and not os.path.exists(path):
+        raise FileNotFoundError(f"{spec}: the environment variable {unset.group(1)} is not set: set it to your "
+                                "data folder, or name the data itself (--config.train_data, --config.val_data)")
+    return path
+
+
 def list_image_files(specs: str | Sequence[str]) -> list[str]:
-    """Expands files, folders and globs (a string may hold several, comma-separated).
+    """Expands files, folders and globs (a string may hold several, comma-separated; see
+    `expand_spec` for the shipped photos and $VARIABLES).
 
     Folders are listed (not recursively) for files with an image extension; the result is
     sorted within each spec and free of repeats. Raises FileNotFoundError naming the spec
@@ -38,7 +58,7 @@ def list_image_files(specs: str | Sequence[str]) -> list[str]:
         specs = [s for s in specs.split(",") if s]
     files: list[str] = []
     for spec in specs:
-        spec = os.path.expanduser(spec)
+        spec = expand_spec(spec)
         if os.path.isdir(spec):
             found = sorted(
                 os.path.join(spec, f) for f in os.listdir(spec)

@@ -1,7 +1,7 @@
 """Applying a D2LNet to uint8 images, the way the evaluation protocol measures them.
 
 The network sees float images in [0, 1]; its restored image is clipped to [0, 1], scaled by
-255 and rounded to uint8 before any metric (spec/protocol.md, "Images"). These functions take
+255 and rounded to uint8 before any metric (docs/protocol.md#images). These functions take
 images of the model's channels at their exact size; `d2ljax.restoration` builds photo
 restoration (model choice, gray/colour, buckets, tiles) on them.
 

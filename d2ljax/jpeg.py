@@ -1,6 +1,6 @@
 """The protocol's JPEG degradation, and the quality factor of an existing JPEG.
 
-`compress` is the network input of ../shared/spec/protocol.md: libjpeg-turbo through Pillow,
+`compress` is the network input of docs/protocol.md: libjpeg-turbo through Pillow,
 IJG tables scaled by QF, 4:2:0 for colour, one component for gray, accurate integer DCT and
 fancy upsampling (Pillow's decoder defaults). `estimate_quality` reads a file's quantisation
 tables back to the IJG quality that made them, so a photo can be matched to a model's QF.

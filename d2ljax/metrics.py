@@ -1,6 +1,6 @@
 """PSNR, SSIM and PSNR-B exactly as the published tables compute them.
 
-The definitions are those of ../shared/spec/protocol.md (FBCNN's test code, which produced the
+The definitions are those of docs/protocol.md (FBCNN's test code, which produced the
 D2LNet paper's numbers): uint8 inputs, no border crop, float64 throughout. Gray images are
 HxW or HxWx1, colour images HxWx3 RGB.
 """

@@ -1,6 +1,6 @@
 """D2LNet, exactly as the authors' released PyTorch model computes it, in Flax Linen.
 
-Read beside `spec/architecture.md`: module and parameter names follow the released
+Described in docs/architecture.md. Module and parameter names follow the released
 checkpoint (torch key `down_path_1.0.conv_1.weight` is Flax path
 `down_path_1_0/conv_1/kernel`), so `d2ljax.convert` maps one to the other by rule.
 Tensors are channels-last (NHWC). Parameters are float32; `dtype` sets the compute dtype

@@ -6,7 +6,7 @@ are searched in this order, the first one with a name winning:
 
 1. each entry of `$D2LJAX_MODELS` (folders separated by `os.pathsep`),
 2. the user cache `~/.cache/d2ljax/models` (`$XDG_CACHE_HOME/d2ljax/models` when set),
-3. `d2ljax/pretrained/` inside the package (the models shipped with d2ljax).
+3. `d2ljax/weights/` inside the package (the models shipped with d2ljax).
 
 Wherever d2ljax takes a model (`load_pretrained`, `d2ljax.restore`, the restore CLI's --model
 and --checkpoint, evaluate.py's --checkpoint, training's config.init_from), `resolve` turns a
@@ -30,9 +30,10 @@ from typing import Any, Callable, Mapping, Optional, Union
 
 from d2ljax import checkpoints
 from d2ljax.imageio import MODES
+from d2ljax.jpeg import check_quality
 from d2ljax.model import D2LNet
 
-PACKAGE_MODELS = os.path.join(os.path.dirname(os.path.abspath(__file__)), "pretrained")
+PACKAGE_MODELS = os.path.join(os.path.dirname(os.path.abspath(__file__)), "weights")
 BLIND = ((1, 100),)
 
 Qualities = Optional[tuple[tuple[int, int], ...]]
@@ -99,14 +100,16 @@ def parse_qualities(value: Any) -> Qualities:
         return None
     if value == "blind":
         return BLIND
-    if isinstance(value, str) and (m := re.fullmatch(r"\s*(\d+)\s*-\s*(\d+)\s*", value)):
-        lo, hi = int(m.group(1)), int(m.group(2))
-        if 1 <= lo <= hi <= 100:
-            return ((lo, hi),)
-    values = [value] if isinstance(value, int) else value
-    if (isinstance(values, list) and values
-            and all(isinstance(v, int) and not isinstance(v, bool) and 1 <= v <= 100 for v in values)):
-        return tuple((v, v) for v in sorted(set(values)))
+    try:
+        if isinstance(value, str) and (m := re.fullmatch(r"\s*(\d+)\s*-\s*(\d+)\s*", value)):
+            lo, hi = (check_quality(int(q)) for q in m.groups())
+            if lo <= hi:
+                return ((lo, hi),)
+        values = [value] if isinstance(value, int) else value
+        if isinstance(values, list) and values:
+            return tuple((v, v) for v in sorted({check_quality(v) for v in values}))
+    except ValueError:
+        pass
     raise ValueError(f"model.json 'qf' must be a quality 1..100, a list of them, 'LO-HI' or 'blind'; got {value!r}")
 
 

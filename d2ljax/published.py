@@ -5,7 +5,7 @@
 merges evaluate.py reports into one Markdown table per mode and adds the published columns
 (ARCNN, FBCNN, D2LNet for gray; QGAC, FBCNN, D2LNet for colour), labelled "(published)" and
 printed with the paper's digits. Each published model was trained for its QF on DIV2K +
-Flickr2K; the numbers are copied from ../shared/spec/protocol.md (PSNR, SSIM, PSNR-B).
+Flickr2K; the numbers (PSNR, SSIM, PSNR-B) are the paper's, as printed.
 """
 from __future__ import annotations
 

@@ -30,7 +30,7 @@ import numpy as np
 from PIL import Image
 
 from d2ljax import jpeg
-from d2ljax.imageio import (MODES, SAMPLE_PHOTOS_DIR, ImageError, list_image_files, pad_reflect, read_image,
+from d2ljax.imageio import (MODES, SHIPPED, ImageError, list_image_files, pad_reflect, read_image,
                             to_channels)
 
 log = logging.getLogger(__name__)
@@ -87,8 +87,7 @@ class Recipe:
             raise ValueError(f"need at least one QF and qf_range=(lo, hi); got qf={self.qf}, "
                              f"qf_range={self.qf_range}")
         for q in self.qf + (self.qf_range or ()):
-            if not 1 <= q <= 100:
-                raise ValueError(f"JPEG quality factors must lie in [1, 100], got {q}")
+            jpeg.check_quality(q)
         if self.qf_range is not None and self.qf_range[0] > self.qf_range[1]:
             raise ValueError(f"qf_range={self.qf_range} must be (lo, hi) with lo <= hi")
         if self.patch_size < 1 or not 0 <= self.misalign <= 1 or not 0 <= self.qf_range_prob <= 1:
@@ -284,7 +283,7 @@ def list_files(source, process_index: int, process_count: int) -> list[str]:
     if isinstance(source, str) and source.startswith(TFDS_PREFIX):
         raise ValueError(f"{source!r}: tensorflow-datasets sources need input_pipeline='tf.data' "
                          f"(TensorFlow); give image files or folders for grain")
-    files = list_image_files(str(SAMPLE_PHOTOS_DIR) if source is None else source)
+    files = list_image_files(SHIPPED if source is None else source)
     return files[process_index::process_count]
 
 

@@ -1,7 +1,7 @@
 """Amplitude and phase of 2-D Fourier spectra, safe to differentiate.
 
 D2LNet edits the amplitude |X| and phase angle(X) of feature-map spectra. Two numerical
-traps (see spec/architecture.md, "Numerical care") are handled here once for everyone:
+traps (docs/architecture.md#numerical-care) are handled here once for everyone:
 
 * Bins that are mathematically real for a real input (row 0 and row H/2 crossed with
   column 0 and column W/2, the halves only when even) carry rounding-level imaginary parts
@@ -13,7 +13,7 @@ traps (see spec/architecture.md, "Numerical care") are handled here once for eve
   rounding: `d2ljax.cpu.fastmath`) but zero gradients there, on every platform.
 
 All functions transform over the last two axes (..., H, W): channels-first is the layout in
-which XLA's FFTs need no transposes (spec/performance_notes.md).
+which XLA's FFTs need no transposes (they transform the trailing axes).
 """
 from __future__ import annotations
 

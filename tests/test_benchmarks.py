@@ -1,12 +1,23 @@
-"""The benchmark scripts import (one broke unnoticed when a helper it used was removed) and time
-what their docstrings say."""
+"""The benchmark scripts and the device tools import (one broke unnoticed when a helper it used
+was removed) and compute what their docstrings say."""
 import importlib
+import importlib.util
+import json
 import pathlib
 
 import pytest
 
 BENCHMARKS = pathlib.Path(__file__).parents[1] / "benchmarks"
 SCRIPTS = sorted(p.stem for p in BENCHMARKS.glob("*.py") if p.stem != "__init__")
+DEVICE_TOOLS = pathlib.Path(__file__).parents[1] / "tools" / "device"
+
+
+def load_tool(path: pathlib.Path):
+    """A tools/device script as a module (they run as files, `python tools/device/NAME.py`)."""
+    spec = importlib.util.spec_from_file_location(path.stem, path)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
 
 
 @pytest.mark.parametrize("name", SCRIPTS)
@@ -35,3 +46,25 @@ def test_model_speed_times_each_case_in_its_own_block():
                      + [("jax", "train_step_s"), ("torch", "train_step_s")] * 2)
     assert ({name: {case: len(t) for case, t in per_case.items()} for name, per_case in times.items()}
             == {name: {"forward_s": 2, "train_step_s": 2} for name in ("jax", "torch")})
+
+
+@pytest.mark.parametrize("path", sorted(DEVICE_TOOLS.glob("*.py")), ids=lambda p: p.name)
+def test_device_tool_imports(path):
+    load_tool(path)
+
+
+def test_train_summary_reads_a_workdir(tmp_path):
+    """Steady-state medians leave out the first logged window (it holds the compilation)."""
+    train_summary = load_tool(DEVICE_TOOLS / "train_summary.py")
+    rows = [{"step": 10 * (i + 1), "loss": 0.1, "steps_per_s": rate, "patches_per_s": 32 * rate,
+             "tflops_per_s": 79.0 * rate, "input_wait_s": 0.01, "elapsed_s": 60.0 * (i + 1)}
+            for i, rate in enumerate([0.5, 4.0, 5.0, 6.0])]
+    rows[-1].update(val_psnr=30.0, val_psnr_jpeg=29.0)
+    (tmp_path / "metrics.jsonl").write_text("".join(json.dumps(r) + "\n" for r in rows))
+    config = {"batch_size": 32, "mode": "color", "wf": 32, "depth": 4, "dtype": "bfloat16", "patch_size": 128}
+    (tmp_path / "config.json").write_text(json.dumps(config))
+    summary = train_summary.summarise_run(str(tmp_path), peak_tflops=790.0)
+    assert (summary["steps"], summary["patches"], summary["minutes"]) == (40, 1280, 4.0)
+    assert summary["step_s"] == pytest.approx(0.2) and summary["patches_per_s"] == pytest.approx(160.0)
+    assert summary["peak_fraction"] == pytest.approx(0.5) and summary["input_wait_fraction"] == pytest.approx(0.05)
+    assert summary["val_psnr_by_minute"] == [(4.0, 30.0)]

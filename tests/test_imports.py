@@ -67,10 +67,10 @@ def test_checkpoints_model_pretrained_train_lib_form_a_chain():
     assert {"d2ljax.pretrained", "d2ljax.checkpoints"} <= graph["d2ljax.train_lib"]
 
 
-def test_tests_import_nothing_from_benchmarks():
-    """Benchmarks may use the library; the tests' helpers live in the library or in tests/."""
+def test_tests_import_nothing_from_benchmarks_or_tools():
+    """Benchmarks and tools may use the library; the tests' helpers live in the library or in tests/."""
     importers = [p.name for p in Path(__file__).parent.glob("test_*.py") if p.name != "test_benchmarks.py"
-                 and any(m.split(".")[0] == "benchmarks" for m in imported_modules(p))]
+                 and any(m.split(".")[0] in ("benchmarks", "tools") for m in imported_modules(p))]
     assert importers == []
 
 

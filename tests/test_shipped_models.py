@@ -1,4 +1,4 @@
-"""The models shipped in d2ljax/pretrained: metadata, the 20 MB budget, and a gain over the JPEG
+"""The models shipped in d2ljax/weights: metadata, the 20 MB budget, and a gain over the JPEG
 on a photo none of them was trained on."""
 import os
 

@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # The GPU checks of the issues in one run (a lent GPU machine gives ~15 minutes in all):
-#   benchmarks/gpu_check.sh OUT_DIR FIXTURE.npz...
-#   PARTS="speed train" benchmarks/gpu_check.sh OUT_DIR     # some of the parts below
+#   bash tools/device/gpu_check.sh OUT_DIR FIXTURE.npz...
+#   PARTS="speed train" bash tools/device/gpu_check.sh OUT_DIR     # some of the parts below
 # from the repository root (the checks run as `python -m benchmarks.NAME`).
 # 1. d2ljax vs the released PyTorch structure (benchmarks/torch_reference.py) on the same GPU,
 #    same run: full model (wf 64, depth 4) forward and train step, batch 1, 128 and 256 float32

@@ -1,8 +1,8 @@
 #!/usr/bin/env bash
 # One training session on the lent GPU machine, start to finish, in one `device` call:
-#   bash benchmarks/device_train.sh OUT_DIR CONFIG [--config.FIELD=VALUE ...]
-#   e.g. bash benchmarks/device_train.sh "$OUT" configs/gpu.py:color --config.time_budget_s=330
-# after benchmarks/device_prepare.sh has filled .device/ here (carry: [".device"]). It installs
+#   bash tools/device/device_train.sh OUT_DIR CONFIG [--config.FIELD=VALUE ...]
+#   e.g. bash tools/device/device_train.sh "$OUT" configs/gpu.py:color --config.time_budget_s=330
+# after tools/device/device_prepare.sh has filled .device/ here (carry: [".device"]). It installs
 # the carried wheels offline, trains with the grain pipeline until the time budget, exports the
 # EMA and the trained parameters as model folders, evaluates the EMA model with evaluate.py
 # (gray: classic5 + LIVE1, colour: LIVE1; QF 10/20/30, EVAL_QF to change; skipped when
@@ -20,13 +20,13 @@ set -uo pipefail
 out=${1:?usage: device_train.sh OUT_DIR CONFIG [--config.FIELD=VALUE ...]}
 config=${2:?usage: device_train.sh OUT_DIR CONFIG [--config.FIELD=VALUE ...]}
 shift 2
-cd "$(dirname "$0")/.."
+cd "$(dirname "$0")/../.."
 mkdir -p "$out"
 log="$out/log.txt"
 py=${PYTHON:-python3}
 work=${WORKDIR:-/tmp/d2ljax_run}
 mode=$([[ "$config" == *:gray* ]] && echo gray || echo color)
-export PYTHONUNBUFFERED=1 PYTHONPATH="$PWD${PYTHONPATH:+:$PYTHONPATH}"
+export PYTHONUNBUFFERED=1 PYTHONPATH="$PWD${PYTHONPATH:+:$PYTHONPATH}" D2LJAX_DATA="$PWD/.device/data/train"
 say() { echo "== $(date +%T) $*" | tee -a "$log"; }
 run() { "$@" 2>&1 | tr '\r' '\n' | tee -a "$log"; return "${PIPESTATUS[0]}"; }
 
@@ -42,8 +42,8 @@ run "$py" train.py --config="$config" --workdir="$work" --config.input_pipeline=
 say "train exit status $?"
 
 say "summary"
-run "$py" -m benchmarks.train_summary "$work" --json "$out/summary.json"
-history=$("$py" -m benchmarks.train_summary "$work" --history --device "$device")
+run "$py" tools/device/train_summary.py "$work" --json "$out/summary.json"
+history=$("$py" tools/device/train_summary.py "$work" --history --device "$device")
 rm -rf "$work/model" "$work/model_trained"
 run "$py" -m d2ljax export "$work" "$work/model" --weights ema --set "history=$history"
 run "$py" -m d2ljax export "$work" "$work/model_trained" --weights trained --set "history=$history"

@@ -1,17 +1,17 @@
 #!/usr/bin/env bash
-# Rehearses benchmarks/device_train.sh here on the CPU, as the GPU machine will run it: in a
+# Rehearses tools/device/device_train.sh here on the CPU, as the GPU machine will run it: in a
 # fresh Python 3.12 venv holding only what that machine's image has (jax 0.11, flax, optax,
 # orbax-checkpoint, numpy, pillow, tensorboard, ...; no TensorFlow, grain or ml-collections),
 # on a copy of what a device call carries (the working tree and .device/), with a tiny model
 # and a 60-second budget:
-#   bash benchmarks/device_rehearsal.sh OUT_DIR [PYTHON3.12]
-# Run benchmarks/device_prepare.sh first. It ends by listing OUT_DIR against the device
+#   bash tools/device/device_rehearsal.sh OUT_DIR [PYTHON3.12]
+# Run tools/device/device_prepare.sh first. It ends by listing OUT_DIR against the device
 # tool's limits (8 files of 16 MB).
 set -euo pipefail
 out=${1:?usage: device_rehearsal.sh OUT_DIR [PYTHON3.12]}
 python312=${2:-python3.12}
-cd "$(dirname "$0")/.."
-[ -d .device/wheels ] || { echo "error: run benchmarks/device_prepare.sh first" >&2; exit 2; }
+cd "$(dirname "$0")/../.."
+[ -d .device/wheels ] || { echo "error: run tools/device/device_prepare.sh first" >&2; exit 2; }
 scratch=$(mktemp -d /tmp/d2ljax-rehearsal-XXXXXX)
 "$python312" -m venv "$scratch/venv"
 "$scratch/venv/bin/pip" install -q --disable-pip-version-check "jax==0.11.2" flax optax orbax-checkpoint \
@@ -22,7 +22,7 @@ mkdir "$scratch/tree"
 cp -r .device "$scratch/tree/"
 rm -rf "$out"
 (cd "$scratch/tree" && PYTHON="$scratch/venv/bin/python" WORKDIR="$scratch/work" \
-  bash benchmarks/device_train.sh "$out" configs/gpu.py:color --config.wf=8 --config.depth=2 \
+  bash tools/device/device_train.sh "$out" configs/gpu.py:color --config.wf=8 --config.depth=2 \
     --config.patch_size=32 --config.batch_size=8 --config.time_budget_s=60 --config.warmup_steps=20 \
     --config.val_every_steps=100)
 ls -l "$out"

@@ -1,7 +1,7 @@
 """What a training run achieved, read from its workdir: throughput, accelerator use, validation.
 
-    python -m benchmarks.train_summary WORKDIR [--json summary.json] [--peak_tflops 790]
-    python -m benchmarks.train_summary WORKDIR --history   # model.json's history, this run appended
+    python tools/device/train_summary.py WORKDIR [--json summary.json] [--peak_tflops 790]
+    python tools/device/train_summary.py WORKDIR --history   # model.json's history, this run appended
 
 From metrics.jsonl (train_lib logs every log_every_steps): patches/s, seconds per step,
 achieved TFLOP/s (d2ljax.model.forward_flops: convolutions only, a step = 3 forward passes) and
