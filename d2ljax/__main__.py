@@ -39,6 +39,8 @@ def add_restore_arguments(parser: argparse.ArgumentParser) -> None:
                         help="lossless output format (default png)")
     parser.add_argument("--overwrite", action="store_true", help="replace existing outputs (never inputs)")
     parser.add_argument("--verbose", action="store_true", help="report each photo's estimated quality and model")
+    parser.add_argument("--force", action="store_true",
+                        help="restore at full strength even photos the never-worse rule leaves (docs/restore.md)")
     parser.add_argument("--max_pixels", type=int, default=defaults.max_pixels,
                         help=f"larger images are restored in tiles (default {defaults.max_pixels})")
     parser.add_argument("--tile", type=int, default=defaults.tile, help=f"tile side (default {defaults.tile})")
@@ -59,7 +61,7 @@ def run_restore(args: argparse.Namespace) -> int:
     enable_compilation_cache()
     try:
         summary = restoration.restore_files(args.inputs, args.outdir, entries, options=options, fmt=args.format,
-                                            overwrite=args.overwrite, verbose=args.verbose)
+                                            overwrite=args.overwrite, verbose=args.verbose, force=args.force)
     except (OSError, ValueError) as e:  # no input matched, unusable OUTDIR, unloadable model
         print(f"error: {e}", file=sys.stderr)
         return 2
