@@ -1,6 +1,7 @@
 """The never-worse rule of a model: how strongly to restore a JPEG of each quality.
 
-    python -m benchmarks.never_worse --model color_blind [--photos FILES_OR_FOLDERS] [--crop 512] [--write]
+    python -m benchmarks.never_worse --model color_blind [--photos FILES_OR_FOLDERS] [--crop 384] [--write]
+    python -m benchmarks.never_worse --verify [--photos FILES_OR_FOLDERS] [--crop 384]
 
 Each photo (default: the photos that ship with scikit-image, scikit-learn and matplotlib that
 are in no training, validation or benchmark set of d2ljax; pip install them) whose pixels carry a
@@ -17,15 +18,23 @@ full model's mean and worst change, the chosen strength and its mean and worst c
 quality `jpeg.detect_quality` finds in each prepared photo (None: no JPEG history, so restore
 leaves it unchanged). --write stores the rule in the model folder's model.json
 ("restore_rule", read by d2ljax.restoration).
+
+--verify checks the rules in place the way the CLI applies them: every named model to choose
+from, each prepared photo (colour ones, then the gray ones and the gray of the colour ones)
+written as a JPEG of each quality and restored from that file (quality from its tables);
+printed per kind and quality, the mean and worst PSNR change, and how many photos restore
+returned unchanged as they are (no JPEG history).
 """
 from __future__ import annotations
 
 import argparse
 import importlib
+import io
 import json
 import os
 
 import numpy as np
+from PIL import Image
 
 from d2ljax import checkpoints, imageio, jpeg, pretrained, restoration
 from d2ljax.metrics import psnr
@@ -114,6 +123,24 @@ def choose_strength(per_strength: dict[float, list[float]]) -> float:
     return max(fair, key=lambda s: (np.mean(per_strength[s]), -s))
 
 
+def verify(paths: list[str], crop: int, qualities) -> None:
+    """The CLI's choice and rules on the photos (see the module docstring)."""
+    entries = restoration.model_entries()
+    print("| kind | QF | mean / worst change |")
+    print("|---|---|---|")
+    for kind, channels in (("color", 3), ("gray", 1)):
+        photos = list(photos_for(paths, channels, crop).values())
+        kept = sum(np.array_equal(restoration.restore(p, entries), p) for p in photos)
+        for qf in qualities:
+            changes = []
+            for photo in photos:
+                with Image.open(io.BytesIO(jpeg.encode(photo, qf))) as compressed:
+                    restored = np.asarray(restoration.restore(compressed, entries))
+                changes.append(psnr(photo, restored) - psnr(photo, jpeg.compress(photo, qf)))
+            print(f"| {kind} | {qf} | {np.mean(changes):+.3f} / {min(changes):+.3f} |", flush=True)
+        print(f"| {kind} | none | {kept} of {len(photos)} unchanged |")
+
+
 def main(argv=None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--model", default="color_blind", help="named model, model folder or training workdir")
@@ -121,14 +148,17 @@ def main(argv=None) -> None:
     parser.add_argument("--crop", type=int, default=384, help="central crop side in pixels (CPU time)")
     parser.add_argument("--qualities", default=",".join(map(str, QUALITIES)))
     parser.add_argument("--write", action="store_true", help="store the rule in the model folder's model.json")
+    parser.add_argument("--verify", action="store_true", help="check the rules in place through the CLI's path")
     args = parser.parse_args(argv)
-    entry = pretrained.model_entry(args.model)
     paths = imageio.list_image_files(args.photos) if args.photos else default_photos()
-    photos = photos_for(paths, entry.in_chn, args.crop)
     qualities = [jpeg.check_quality(int(q), "--qualities") for q in args.qualities.split(",")]
+    if args.verify:
+        return verify(paths, args.crop, qualities)
+    entry = pretrained.model_entry(args.model)
+    photos = photos_for(paths, entry.in_chn, args.crop)
     print(f"{entry.describe()} on {len(photos)} photos ({', '.join(photos)}), central {args.crop}x{args.crop}")
     for name, photo in photos.items():
-        print(f"  {name} as given: detect_quality -> {jpeg.detect_quality(photo)}")
+        print(f"  {name} prepared: detect_quality -> {jpeg.detect_quality(photo)}")
     changes = measure(entry, photos, qualities)
     rule = {}
     print("| QF | input PSNR | model: mean / worst change | strength | rule: mean / worst change |")
@@ -142,17 +172,20 @@ def main(argv=None) -> None:
               f"| {np.mean(chosen):+.3f} / {min(chosen):+.3f} |")
     print("restore_rule:", json.dumps(rule))
     if args.write:
-        folder = pretrained.resolve(args.model)
-        path = os.path.join(folder, checkpoints.MODEL_JSON)
-        with open(path) as f:
-            metadata = json.load(f)
-        metadata["restore_rule"] = rule
-        metadata["restore_rule_measured"] = (f"benchmarks/never_worse.py on {len(photos)} photos "
-                                             f"({', '.join(photos)}), central {args.crop}x{args.crop}")
-        with open(path, "w") as f:
-            json.dump(metadata, f, indent=2)
-            f.write("\n")
-        print(f"wrote restore_rule to {path}")
+        note = f"benchmarks/never_worse.py on {len(photos)} photos ({', '.join(photos)}), central {args.crop}x{args.crop}"
+        print(f"wrote restore_rule to {write_rule(args.model, rule, note)}")
+
+
+def write_rule(model: str, rule: dict, note: str) -> str:
+    """Stores the rule (and how it was measured) in the model folder's model.json; its path."""
+    path = os.path.join(pretrained.resolve(model), checkpoints.MODEL_JSON)
+    with open(path) as f:
+        metadata = json.load(f)
+    metadata.update(restore_rule=rule, restore_rule_measured=note)
+    with open(path, "w") as f:
+        json.dump(metadata, f, indent=2)
+        f.write("\n")
+    return path
 
 
 if __name__ == "__main__":

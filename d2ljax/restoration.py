@@ -8,10 +8,9 @@ summary, no overwriting). Vocabulary: `restore*` works on photos and chooses the
 `run_*` runs one given model on images of its channels, at any size (`d2ljax.inference`
 applies it at the exact size). Choices (see docs/restore.md):
 
-- Model: the one of the photo's kind (gray/colour) trained for its estimated JPEG quality
-  (`d2ljax.jpeg.estimate_quality`) give or take QF_TOLERANCE, else a blind one, else the
-  nearest; for an unknown quality (not a JPEG, an array), the one trained on the widest
-  range of qualities (a blind one); see `choose_model`.
+- Model: the one of the photo's kind (gray/colour) trained for its JPEG quality give or take
+  QF_TOLERANCE, else a blind one, else the nearest; for an unknown quality, the one trained
+  on the widest range of qualities (a blind one); see `choose_model`.
 - Gray model, colour photo: the model restores the photo's BT.601 studio-range Y (the
   protocol's gray, what gray models are trained on) and Cb, Cr are kept. Keeping Cb, Cr, the
   inverse transform turns a luma change dY into dY * 255/219 on each of R, G and B, which is
@@ -21,8 +20,14 @@ applies it at the exact size). Choices (see docs/restore.md):
   program (per batch size) serves many sizes, and cropped back; images above
   `Options.max_pixels` are cut into overlapping tiles, blended with half-cosine ramps.
   D2LNet's Fourier blocks are global, so both change the output slightly.
-- Photos are turned upright (EXIF orientation) and keep their ICC profile and EXIF
-  (orientation reset to 1); outputs are lossless and byte-for-byte reproducible.
+- Never worse (`plan`): a JPEG's quality comes from its quantisation tables, any other
+  photo's from its pixels (`jpeg.detect_quality`). A photo with no JPEG history comes back
+  unchanged; otherwise the chosen model's measured rule (model.json "restore_rule", see
+  `rule_strength`) says how strongly to restore it: `blend(input, restored, strength)`.
+  `force` restores at full strength.
+- Photos are read once (`imageio.read`), turned upright (EXIF orientation) and keep their
+  alpha, ICC profile and EXIF (orientation reset to 1); outputs are lossless and
+  byte-for-byte reproducible.
 """
 from __future__ import annotations
 
