@@ -151,3 +151,20 @@ def test_bytes_and_files_read_alike(tmp_path):
     from_bytes = imageio.read(io.BytesIO(path.read_bytes()), "photo.jpg")
     assert np.array_equal(from_bytes.pixels, imageio.read(str(path)).pixels)
     assert jpeg.tables_quality(from_bytes.quantization) == 30
+
+
+def test_cli_leaves_a_clean_photo_unless_forced(tmp_path, monkeypatch, capsys, random_model):
+    from d2ljax import __main__ as cli
+    monkeypatch.setattr(cli, "enable_compilation_cache", lambda: None)  # no global JAX setting in tests
+    folder = tmp_path / "model"
+    checkpoints.save_model(str(folder), *random_model, metadata={"qf": "blind"})
+    source = tmp_path / "clean.png"
+    Image.fromarray(textured()).save(source)
+    for flags, changed in (([], False), (["--force"], True)):
+        out = tmp_path / f"out{len(flags)}"
+        assert cli.main(["restore", str(source), "-o", str(out), "--checkpoint", str(folder), "--verbose", *flags]) == 0
+        with Image.open(out / "clean.png") as restored:
+            assert (not np.array_equal(np.asarray(restored), textured())) == changed
+    err = capsys.readouterr().err
+    assert "clean.png: no JPEG history in the pixels: left unchanged (--force restores it)" in err
+    assert "clean.png: no JPEG history in the pixels -> " in err and ", forced" in err
