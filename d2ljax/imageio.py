@@ -5,6 +5,7 @@ wrong path, an empty folder or a broken file is reported the same way everywhere
 """
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import glob
 import os
@@ -137,21 +138,29 @@ def decode(image: Image.Image, name: str) -> Decoded:
                    image.info.get("icc_profile") or None, exif.tobytes() if exif else None)
 
 
-def read(source: Union[str, os.PathLike, BinaryIO], name: Optional[str] = None) -> Decoded:
-    """Opens and decodes an image file (or a binary file object) once; raises ImageError with one
-    line naming it (`name`, else the path) for anything unusable."""
-    name = name or (os.fspath(source) if isinstance(source, (str, os.PathLike)) else "<image>")
+@contextlib.contextmanager
+def opened(source: Union[str, os.PathLike, BinaryIO], name: str):
+    """`Image.open(source)` as a context in which anything Pillow raises for a missing, broken
+    or suspicious file becomes an ImageError, one line naming `name`."""
     try:
         with Image.open(source) as image:
-            return decode(image, name)
+            yield image
     except ImageError:
         raise
     except FileNotFoundError:
         raise ImageError(f"{name}: no such file") from None
     except Image.DecompressionBombError as e:
         raise ImageError(f"{name}: refused as a possible decompression bomb ({e})") from None
-    except (OSError, SyntaxError, ValueError) as e:
+    except Exception as e:  # Pillow raises many kinds for broken files
         raise ImageError(f"{name}: not a readable image ({e})") from None
+
+
+def read(source: Union[str, os.PathLike, BinaryIO], name: Optional[str] = None) -> Decoded:
+    """Opens and decodes an image file (or a binary file object) once; raises ImageError with one
+    line naming it (`name`, else the path) for anything unusable."""
+    name = name or (os.fspath(source) if isinstance(source, (str, os.PathLike)) else "<image>")
+    with opened(source, name) as image:
+        return decode(image, name)
 
 
 def read_image(path: Union[str, os.PathLike, BinaryIO], mode: str | None = None) -> np.ndarray:

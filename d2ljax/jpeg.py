@@ -16,7 +16,7 @@ import numpy as np
 from PIL import Image
 from scipy.fft import dctn
 
-from d2ljax.imageio import ImageError
+from d2ljax.imageio import ImageError, opened
 
 # IJG standard tables (ITU-T T.81 Annex K.1 / K.2), natural (row-major) order, which is also
 # the order of Pillow's `.quantization` (tested).
@@ -93,13 +93,7 @@ def _quantization_tables(source: Union[str, os.PathLike, bytes, Image.Image]) ->
             raise ImageError(f"{name}: not a JPEG image (format {source.format})")
         return source.quantization, name
     name = "<bytes>" if isinstance(source, (bytes, bytearray)) else os.fspath(source)
-    try:
-        image = Image.open(io.BytesIO(source) if isinstance(source, (bytes, bytearray)) else source)
-    except FileNotFoundError:
-        raise ImageError(f"{name}: no such file") from None
-    except (OSError, SyntaxError, ValueError) as e:
-        raise ImageError(f"{name}: not a readable image ({e})") from None
-    with image:
+    with opened(io.BytesIO(source) if isinstance(source, (bytes, bytearray)) else source, name) as image:
         if image.format != "JPEG":
             raise ImageError(f"{name}: not a JPEG image (format {image.format})")
         return image.quantization, name

@@ -347,18 +347,12 @@ def _scan(image_source, index: int, name: str, crop: int) -> _Info:
     """Header facts of one image; ImageError (naming it) for what d2ljax's reader refuses
     (imageio.check_pixel_format: the same rules as restoring) or what is too small to crop.
     A file broken past its header is found when `load_images` decodes it."""
-    try:
-        with Image.open(image_source) as image:
-            imageio.check_pixel_format(image, name)
-            orientation = image.getexif().get(imageio.ORIENTATION, 1)
-            turned = orientation in (5, 6, 7, 8)  # a quarter turn: width and height swap
-            height, width = (image.width, image.height) if turned else (image.height, image.width)
-            info = _Info(index, height, width, image.mode in imageio.GRAY_MODES,
-                         _per_sample_obstacle(image, orientation))
-    except ImageError:
-        raise
-    except Exception as e:  # Pillow raises many kinds for broken files.
-        raise ImageError(f"{name}: not a readable image ({e})") from None
+    with imageio.opened(image_source, name) as image:
+        imageio.check_pixel_format(image, name)
+        orientation = image.getexif().get(imageio.ORIENTATION, 1)
+        turned = orientation in (5, 6, 7, 8)  # a quarter turn: width and height swap
+        height, width = (image.width, image.height) if turned else (image.height, image.width)
+        info = _Info(index, height, width, image.mode in imageio.GRAY_MODES, _per_sample_obstacle(image, orientation))
     if 2 * min(info.height, info.width) <= crop:
         raise ImageError(f"{name}: {info.width}x{info.height} is too small for {crop}x{crop} "
                          f"crops (each side must exceed half the crop to be reflect-padded)")
