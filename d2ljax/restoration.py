@@ -417,8 +417,10 @@ def as_photo(image: Union[np.ndarray, Image.Image, str, os.PathLike], quality: O
         name = getattr(image, "filename", "") or "<image>"
         return photo_of(imageio.decode(image, name), name, quality)
     array = np.asarray(image)
-    if array.dtype != np.uint8 or not (array.ndim == 2 or (array.ndim == 3 and array.shape[-1] in (1, 3))):
-        raise ValueError(f"expected a uint8 HxW, HxWx1 or HxWx3 image, got {array.dtype} {array.shape}")
+    if array.dtype != np.uint8 or not (array.ndim == 2 or (array.ndim == 3 and array.shape[-1] in (1, 3, 4))):
+        raise ValueError(f"expected a uint8 HxW, HxWx1, HxWx3 or HxWx4 (RGBA) image, got {array.dtype} {array.shape}")
+    if array.ndim == 3 and array.shape[-1] == 4:
+        return estimated(Photo(array[..., :3], quality, alpha=array[..., 3]))
     return estimated(Photo(array[..., 0] if array.ndim == 3 and array.shape[-1] == 1 else array, quality))
 
 
@@ -429,9 +431,10 @@ def restore(image: Union[np.ndarray, Image.Image, str, os.PathLike], model: Mode
     worse (`plan`): a photo whose pixels show no JPEG history comes back unchanged, and a
     model's measured rule says how strongly it restores each JPEG quality.
 
-    image: a uint8 array (HxW, HxWx1 or HxWx3), returned as an array of the same shape; or a
-      PIL image or an image file's path, returned as a PIL image, upright, with its alpha and
-      the ICC profile and EXIF in `info` (`out.save("out.png", **out.info)` keeps them).
+    image: a uint8 array (HxW, HxWx1, HxWx3, or HxWx4 RGBA whose alpha is kept), returned as an
+      array of the same shape; or a PIL image or an image file's path, returned as a PIL image,
+      upright, with its alpha and the ICC profile and EXIF in `info` (`out.save("out.png",
+      **out.info)` keeps them).
     model: see `model_entries` (default: every named model). quality: the JPEG quality (1..100)
       to choose the model for; by default read from a JPEG's quantisation tables, else detected
       from the pixels (`jpeg.detect_quality`).
@@ -448,7 +451,8 @@ def restore(image: Union[np.ndarray, Image.Image, str, os.PathLike], model: Mode
     if isinstance(image, (Image.Image, str, os.PathLike)):
         out = to_pil(restored)
     else:
-        out = restored.pixels.reshape(np.shape(image))
+        pixels = restored.pixels if restored.alpha is None else np.dstack([restored.pixels, restored.alpha])
+        out = pixels.reshape(np.shape(image))
     info = RestoreInfo(chosen.entry.name, chosen.entry.describe(), photo.quality, chosen.strength, chosen.reason)
     return (out, info) if return_info else out
 

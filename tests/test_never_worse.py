@@ -104,6 +104,9 @@ def test_rgba_keeps_its_alpha(tmp_path, random_model):
             assert np.array_equal(np.asarray(out)[..., :3], rgb) != force
     gray = restoration.restore(Image.fromarray(np.dstack([rgb[..., 0], alpha]), "LA"), random_model, force=True)
     assert gray.mode == "LA" and np.array_equal(np.asarray(gray)[..., 1], alpha)
+    array = restoration.restore(np.dstack([rgb, alpha]), random_model, force=True)
+    assert array.shape == rgb.shape[:2] + (4,) and np.array_equal(array[..., 3], alpha)
+    assert np.array_equal(array[..., :3], restoration.restore(rgb, random_model, force=True))
 
 
 def test_a_photo_is_opened_once(tmp_path, monkeypatch):
