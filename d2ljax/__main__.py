@@ -88,6 +88,8 @@ def add_restore_arguments(parser: argparse.ArgumentParser) -> None:
                         help="lossless output format (default png)")
     parser.add_argument("--overwrite", action="store_true", help="replace existing outputs (never inputs)")
     parser.add_argument("--verbose", action="store_true", help="report each photo's estimated quality and model")
+    parser.add_argument("--force", action="store_true",
+                        help="restore at full strength even photos the never-worse rule leaves (docs/restore.md)")
     parser.add_argument("--max_pixels", type=int, default=defaults.max_pixels,
                         help=f"larger images are restored in tiles (default {defaults.max_pixels})")
     parser.add_argument("--tile", type=int, default=defaults.tile, help=f"tile side (default {defaults.tile})")
@@ -118,7 +120,7 @@ def run_restore(args: argparse.Namespace) -> int:
     enable_compilation_cache()
     try:
         summary = restoration.restore_files(files, args.outdir, entries, options=options, fmt=args.format,
-                                            overwrite=args.overwrite, verbose=args.verbose)
+                                            overwrite=args.overwrite, verbose=args.verbose, force=args.force)
     except KeyboardInterrupt:  # reported below, once the exception (and the progress bar it holds) is gone
         summary = None
     if summary is None:

@@ -5,11 +5,13 @@ wrong path, an empty folder or a broken file is reported the same way everywhere
 """
 from __future__ import annotations
 
+import contextlib
+import dataclasses
 import glob
 import os
 import re
 from pathlib import Path
-from typing import Iterable, Sequence
+from typing import BinaryIO, Iterable, Optional, Sequence, Union
 
 import numpy as np
 from PIL import Image
@@ -24,6 +26,15 @@ SHIPPED = "shipped:"
 # The two kinds of image d2ljax trains, evaluates and restores, and their channels (gray: the
 # protocol's BT.601 Y).
 MODES = {"gray": 1, "color": 3}
+# Pillow modes read as gray (HxW); every other 8-bit mode is read as RGB (CMYK, YCbCr, palettes).
+GRAY_MODES = ("1", "L", "LA")
+# Modes with a transparency channel, kept as `Decoded.alpha` (a palette's transparency too).
+ALPHA_MODES = ("LA", "RGBA", "PA")
+ORIENTATION = 0x0112  # the EXIF tag
+# EXIF orientation -> the transpose that turns the pixels upright (as ImageOps.exif_transpose).
+UPRIGHT = {2: Image.Transpose.FLIP_LEFT_RIGHT, 3: Image.Transpose.ROTATE_180, 4: Image.Transpose.FLIP_TOP_BOTTOM,
+           5: Image.Transpose.TRANSPOSE, 6: Image.Transpose.ROTATE_270, 7: Image.Transpose.TRANSVERSE,
+           8: Image.Transpose.ROTATE_90}
 IMAGE_EXTENSIONS = (".bmp", ".png", ".jpg", ".jpeg", ".tif", ".tiff", ".webp", ".gif", ".ppm", ".pgm")
 
 
@@ -108,31 +119,82 @@ def check_pixel_format(image: Image.Image, path: str) -> None:
         raise ImageError(f"{path}: the image is empty (zero width or height)")
 
 
-def read_image(path: str, mode: str | None = None) -> np.ndarray:
-    """Reads an 8-bit image as uint8 HxW (gray) or HxWx3 (colour).
+@dataclasses.dataclass(frozen=True)
+class Decoded:
+    """One read of an image: upright pixels and what travels with them."""
+    pixels: np.ndarray  # uint8 HxW (gray) or HxWx3 (RGB), EXIF orientation applied
+    alpha: Optional[np.ndarray] = None  # uint8 HxW transparency, when the image has one
+    quantization: Optional[dict] = None  # a JPEG's quantisation tables
+    icc_profile: Optional[bytes] = None
+    exif: Optional[bytes] = None  # orientation reset to 1
+
+    @property
+    def is_gray(self) -> bool:
+        return self.pixels.ndim == 2
+
+
+def has_alpha(image: Image.Image) -> bool:
+    return image.mode in ALPHA_MODES or (image.mode == "P" and "transparency" in image.info)
+
+
+def decode(image: Image.Image, name: str) -> Decoded:
+    """The pixels and metadata of an opened Pillow image (ImageError for what cannot be used):
+    gray modes as HxW, anything else as RGB (CMYK included), turned upright by its EXIF
+    orientation, alpha split off."""
+    check_pixel_format(image, name)
+    image.load()
+    alpha = has_alpha(image)
+    target = "L" if image.mode in GRAY_MODES else "RGB"
+    converted = image.convert(target + "A" if alpha else target)
+    exif = image.getexif()
+    if exif.get(ORIENTATION, 1) in UPRIGHT:
+        converted = converted.transpose(UPRIGHT[exif[ORIENTATION]])
+    if ORIENTATION in exif:
+        exif[ORIENTATION] = 1
+    array = np.asarray(converted, dtype=np.uint8)
+    pixels = array[..., :-1].reshape(array.shape[:2] + (() if target == "L" else (3,))) if alpha else array
+    return Decoded(pixels, array[..., -1] if alpha else None,
+                   image.quantization if image.format == "JPEG" else None,
+                   image.info.get("icc_profile") or None, exif.tobytes() if exif else None)
+
+
+@contextlib.contextmanager
+def opened(source: Union[str, os.PathLike, BinaryIO], name: str):
+    """`Image.open(source)` as a context in which anything Pillow raises for a missing, broken
+    or suspicious file becomes an ImageError, one line naming `name`."""
+    try:
+        with Image.open(source) as image:
+            yield image
+    except ImageError:
+        raise
+    except FileNotFoundError:
+        raise ImageError(f"{name}: no such file") from None
+    except Image.DecompressionBombError as e:
+        raise ImageError(f"{name}: refused as a possible decompression bomb ({e})") from None
+    except Exception as e:  # Pillow raises many kinds for broken files
+        raise ImageError(f"{name}: not a readable image ({e})") from None
+
+
+def read(source: Union[str, os.PathLike, BinaryIO], name: Optional[str] = None) -> Decoded:
+    """Opens and decodes an image file (or a binary file object) once; raises ImageError with one
+    line naming it (`name`, else the path) for anything unusable."""
+    name = name or (os.fspath(source) if isinstance(source, (str, os.PathLike)) else "<image>")
+    with opened(source, name) as image:
+        return decode(image, name)
+
+
+def read_image(path: Union[str, os.PathLike, BinaryIO], mode: str | None = None) -> np.ndarray:
+    """Reads an 8-bit image (`read`) as uint8 HxW (gray) or HxWx3 (colour), alpha left out.
 
     `mode` None keeps the file's own kind (gray stays gray, anything else becomes RGB);
     'gray' or 'color' force one. Gray from colour is NOT done here (the protocol's gray is
     the rounded BT.601 Y, see d2ljax.metrics.rgb_to_y): asking for 'gray' from a colour
     file raises. Raises ImageError with one line naming the file for anything unusable.
     """
-    try:
-        with Image.open(path) as image:
-            check_pixel_format(image, path)
-            image.load()
-            is_gray = image.mode in ("L", "1", "LA")
-            if mode == "gray" and not is_gray:
-                raise ImageError(f"{path}: a colour image where gray was asked for")
-            image = image.convert("L" if is_gray and mode != "color" else "RGB")
-            return np.asarray(image, dtype=np.uint8)
-    except ImageError:
-        raise
-    except FileNotFoundError:
-        raise ImageError(f"{path}: no such file") from None
-    except Image.DecompressionBombError as e:
-        raise ImageError(f"{path}: refused as a possible decompression bomb ({e})") from None
-    except (OSError, SyntaxError, ValueError) as e:
-        raise ImageError(f"{path}: not a readable image ({e})") from None
+    decoded = read(path)
+    if mode is not None and mode_channels(mode) == 1 and not decoded.is_gray:
+        raise ImageError(f"{path}: a colour image where gray was asked for")
+    return to_channels(decoded.pixels, 3) if mode == "color" else decoded.pixels
 
 
 def iter_readable(paths: Iterable[str], mode: str | None = None):

@@ -129,6 +129,7 @@ class ModelEntry:
     in_chn: int
     qualities: Qualities
     loader: Callable[[], tuple[D2LNet, dict]] = dataclasses.field(repr=False)
+    restore_rule: Optional[Mapping[str, float]] = None  # model.json's never-worse table (restoration.rule_strength)
 
     @functools.cached_property
     def loaded(self) -> tuple[D2LNet, dict]:
@@ -146,7 +147,8 @@ class ModelEntry:
 
 
 def entry_from_metadata(name: str, metadata: Mapping[str, Any], loader) -> ModelEntry:
-    return ModelEntry(name, in_channels(metadata), parse_qualities(metadata.get("qf")), loader)
+    return ModelEntry(name, in_channels(metadata), parse_qualities(metadata.get("qf")), loader,
+                      metadata.get("restore_rule"))
 
 
 def model_entry(name: ModelName) -> ModelEntry:

@@ -8,10 +8,9 @@ summary, no overwriting). Vocabulary: `restore*` works on photos and chooses the
 `run_*` runs one given model on images of its channels, at any size (`d2ljax.inference`
 applies it at the exact size). Choices (see docs/restore.md):
 
-- Model: the one of the photo's kind (gray/colour) trained for its estimated JPEG quality
-  (`d2ljax.jpeg.estimate_quality`) give or take QF_TOLERANCE, else a blind one, else the
-  nearest; for an unknown quality (not a JPEG, an array), the one trained on the widest
-  range of qualities (a blind one); see `choose_model`.
+- Model: the one of the photo's kind (gray/colour) trained for its JPEG quality give or take
+  QF_TOLERANCE, else a blind one, else the nearest; for an unknown quality, the one trained
+  on the widest range of qualities (a blind one); see `choose_model`.
 - Gray model, colour photo: the model restores the photo's BT.601 studio-range Y (the
   protocol's gray, what gray models are trained on) and Cb, Cr are kept. Keeping Cb, Cr, the
   inverse transform turns a luma change dY into dY * 255/219 on each of R, G and B, which is
@@ -21,8 +20,14 @@ applies it at the exact size). Choices (see docs/restore.md):
   program (per batch size) serves many sizes, and cropped back; images above
   `Options.max_pixels` are cut into overlapping tiles, blended with half-cosine ramps.
   D2LNet's Fourier blocks are global, so both change the output slightly.
-- Photos are turned upright (EXIF orientation) and keep their ICC profile and EXIF
-  (orientation reset to 1); outputs are lossless and byte-for-byte reproducible.
+- Never worse (`plan`): a JPEG's quality comes from its quantisation tables, any other
+  photo's from its pixels (`jpeg.detect_quality`). A photo with no JPEG history comes back
+  unchanged; otherwise the chosen model's measured rule (model.json "restore_rule", see
+  `rule_strength`) says how strongly to restore it: `blend(input, restored, strength)`.
+  `force` restores at full strength.
+- Photos are read once (`imageio.read`), turned upright (EXIF orientation) and keep their
+  alpha, ICC profile and EXIF (orientation reset to 1); outputs are lossless and
+  byte-for-byte reproducible.
 """
 from __future__ import annotations
 
@@ -34,7 +39,7 @@ from collections import defaultdict
 from typing import Any, Mapping, Optional, Sequence, Union
 
 import numpy as np
-from PIL import Image, ImageOps
+from PIL import Image
 
 from d2ljax import console, imageio, inference, jpeg, pretrained
 from d2ljax.model import D2LNet
@@ -42,8 +47,6 @@ from d2ljax.pretrained import ModelEntry
 
 # d(R, G, B) / dY of BT.601 studio-range YCbCr -> RGB with Cb, Cr fixed (the Y row sums to 219/255).
 LUMA_TO_RGB = 255.0 / 219.0
-ORIENTATION = 0x0112
-GRAY_MODES = ("1", "L", "LA")
 SAVE_OPTIONS = {"png": {}, "tiff": {"compression": "tiff_adobe_deflate"}}
 # A model trained within this many QF steps of a photo fits it as well as a blind one does
 # (a judgement, not a measurement: the paper's per-QF models are better at their own QF).
@@ -97,9 +100,15 @@ def as_options(options: Union[Options, Mapping[str, Any], None]) -> Options:
 class Photo:
     """Upright uint8 pixels (HxW gray or HxWx3 RGB) with what travels with them."""
     pixels: np.ndarray
-    quality: Optional[int] = None  # estimated JPEG quality; None when not a JPEG
+    quality: Optional[int] = None  # JPEG quality (given or estimated); None: no JPEG history found
     icc_profile: Optional[bytes] = None
     exif: Optional[bytes] = None  # orientation already applied (tag reset to 1)
+    alpha: Optional[np.ndarray] = None  # HxW transparency, reattached unchanged
+    quality_from: str = "given"  # where the quality comes from: TABLES, PIXELS or GIVEN
+
+
+# Where a photo's quality comes from, in the words of --verbose and RestoreInfo.reason.
+TABLES, PIXELS, GIVEN = "from the quantisation tables", "from the pixels' 8x8 signature", "given"
 
 
 # --- sizes, buckets and tiles -------------------------------------------------------------
@@ -194,6 +203,17 @@ def merge_channels(image: np.ndarray, model_input: np.ndarray, restored: np.ndar
     return np.round(np.clip(image + luma_change * LUMA_TO_RGB, 0, 255)).astype(np.uint8)
 
 
+def blend(image: np.ndarray, restored: np.ndarray, strength: float) -> np.ndarray:
+    """`image + strength * (restored - image)`, rounded: the never-worse rule's lighter touch
+    (strength 1: the model's output, 0: the input unchanged)."""
+    if strength == 1:
+        return restored
+    if strength == 0:
+        return image
+    mixed = image + strength * (restored.astype(np.float64) - image)
+    return np.round(np.clip(mixed, 0, 255)).astype(np.uint8)
+
+
 # --- choosing a model --------------------------------------------------------------------
 
 def quality_distance(qualities: pretrained.Qualities, quality: int) -> float:
@@ -276,54 +296,92 @@ def model_entries(model: Models = None, variables=None) -> list[ModelEntry]:
     return [as_entry(m) for m in model]
 
 
-def restore_photos(photos: Sequence[Photo], chosen: Sequence[ModelEntry], options: Options = Options()
+def rule_strength(rule: Optional[Mapping[str, float]], quality: Optional[int]) -> float:
+    """How strongly a model restores a photo of `quality` (0: left unchanged, 1: its output).
+
+    `rule` is the model's measured table (model.json "restore_rule", quality -> strength, made
+    by benchmarks/never_worse.py), interpolated linearly between its qualities, the lowest's
+    strength below them and 0 above the highest (unmeasured). No JPEG history (quality None): 0.
+    A model without a table (one not measured) restores every JPEG at full strength.
+    """
+    if quality is None:
+        return 0.0
+    if not rule:
+        return 1.0
+    points = sorted((int(q), float(s)) for q, s in rule.items())
+    if quality > points[-1][0]:
+        return 0.0
+    return float(np.interp(quality, *zip(*points)))
+
+
+@dataclasses.dataclass(frozen=True)
+class Plan:
+    """What restoring one photo does: its model, how strongly, and why (for --verbose)."""
+    entry: ModelEntry
+    strength: float
+    reason: str
+
+
+def plan(photo: Photo, entries: Sequence[ModelEntry], force: bool = False) -> Plan:
+    """The never-worse rule: the model `choose_model` picks, at the strength of its rule for the
+    photo's quality; a photo with no JPEG history is left unchanged. `force`: full strength."""
+    entry = choose_model(entries, 1 if photo.pixels.ndim == 2 else 3, photo.quality)
+    if photo.quality is None:
+        found, source = "no JPEG history in the pixels", ""
+    else:
+        found, source = f"JPEG quality ~{photo.quality}", f" (quality {photo.quality_from})"
+    if force:
+        return Plan(entry, 1.0, f"{found} -> {entry.describe()}, forced{source}")
+    strength = rule_strength(entry.restore_rule, photo.quality)
+    if strength == 0:
+        rule = "" if photo.quality is None else f" by the rule of {entry.describe()}"
+        return Plan(entry, 0.0, f"{found}: left unchanged{rule} (--force restores it){source}")
+    return Plan(entry, strength, f"{found} -> {entry.describe()}, strength {strength:.2f}{source}")
+
+
+def restore_photos(photos: Sequence[Photo], plans: Sequence[Plan], options: Options = Options()
                    ) -> list[Photo]:
-    """Restores each photo with its chosen model, photos sharing a model restored together."""
-    out: list = [None] * len(photos)
-    for entry in dict.fromkeys(chosen):
-        indices = [i for i, c in enumerate(chosen) if c is entry]
+    """Restores each photo as planned, photos sharing a model restored together; a plan of
+    strength 0 leaves its photo as it is."""
+    out = list(photos)
+    for entry in dict.fromkeys(p.entry for p in plans if p.strength > 0):
+        indices = [i for i, p in enumerate(plans) if p.entry is entry and p.strength > 0]
         model, variables = entry.loaded
         inputs = [imageio.to_channels(photos[i].pixels, model.in_chn) for i in indices]
         for i, x, y in zip(indices, inputs, run_images(model, variables, inputs, options)):
-            out[i] = dataclasses.replace(photos[i], pixels=merge_channels(photos[i].pixels, x, y))
+            restored = merge_channels(photos[i].pixels, x, y)
+            out[i] = dataclasses.replace(photos[i], pixels=blend(photos[i].pixels, restored, plans[i].strength))
     return out
 
 
 # --- photos in and out -------------------------------------------------------------------
 
-def upright(pixels: np.ndarray, exif: Image.Exif, icc_profile: Optional[bytes], quality: Optional[int]) -> Photo:
-    """Applies the EXIF orientation to the pixels and resets the tag to 1."""
-    if not exif:
-        return Photo(pixels, quality, icc_profile or None)
-    image = Image.fromarray(pixels)
-    image.info["exif"] = exif.tobytes()
-    image = ImageOps.exif_transpose(image)
-    exif = image.getexif()
-    exif[ORIENTATION] = 1
-    return Photo(np.asarray(image), quality, icc_profile or None, exif.tobytes())
+def estimated(photo: Photo, quantization: Optional[dict] = None, name: str = "<image>") -> Photo:
+    """The photo with its quality: kept when given, else from a JPEG's quantisation tables, else
+    detected from the pixels (`jpeg.detect_quality`; None when they carry no JPEG history)."""
+    if photo.quality is not None:
+        return photo
+    if quantization is not None:
+        return dataclasses.replace(photo, quality=jpeg.tables_quality(quantization, name), quality_from=TABLES)
+    return dataclasses.replace(photo, quality=jpeg.detect_quality(photo.pixels), quality_from=PIXELS)
 
 
-def photo_from_pil(image: Image.Image, quality: Optional[int] = None) -> Photo:
-    """A Photo of an opened PIL image; its JPEG quality is estimated unless given."""
-    name = getattr(image, "filename", "") or "<image>"
-    imageio.check_pixel_format(image, name)
-    if quality is None and image.format == "JPEG":
-        quality = jpeg.estimate_quality(image)
-    pixels = np.asarray(image.convert("L" if image.mode in GRAY_MODES else "RGB"))
-    return upright(pixels, image.getexif(), image.info.get("icc_profile"), quality)
+def photo_of(decoded: imageio.Decoded, name: str, quality: Optional[int] = None) -> Photo:
+    """A Photo of one read of an image (`imageio.decode`), its quality `estimated` unless given."""
+    photo = Photo(decoded.pixels, quality, decoded.icc_profile, decoded.exif, decoded.alpha)
+    return estimated(photo, decoded.quantization, name)
 
 
-def read_photo(path: str) -> Photo:
-    """Reads a photo file; raises imageio.ImageError (one line naming it) when it is unusable."""
-    pixels = imageio.read_image(path)
-    with Image.open(path) as header:  # metadata only; the pixels were decoded and checked above
-        quality = jpeg.estimate_quality(header) if header.format == "JPEG" else None
-        return upright(pixels, header.getexif(), header.info.get("icc_profile"), quality)
+def read_photo(path: str, quality: Optional[int] = None) -> Photo:
+    """Reads a photo file once; raises imageio.ImageError (one line naming it) when it is unusable."""
+    return photo_of(imageio.read(path), path, quality)
 
 
 def to_pil(photo: Photo) -> Image.Image:
-    """The photo as a PIL image carrying its ICC profile and EXIF in `info`."""
+    """The photo as a PIL image (with its alpha, if any) carrying its ICC profile and EXIF in `info`."""
     image = Image.fromarray(photo.pixels)
+    if photo.alpha is not None:
+        image.putalpha(Image.fromarray(photo.alpha))
     image.info.update({k: v for k, v in (("icc_profile", photo.icc_profile), ("exif", photo.exif)) if v})
     return image
 
@@ -346,47 +404,57 @@ class RestoreInfo:
     """What `restore(..., return_info=True)` chose."""
     model: str  # the chosen model's name ("model" for one given as (model, variables))
     trained: str  # what it was trained for, e.g. "color_blind (color, QF 10-90)"
-    quality: Optional[int]  # the JPEG quality it was chosen for (given or estimated); None: unknown
+    quality: Optional[int]  # the JPEG quality it was chosen for (given or estimated); None: no JPEG history
+    strength: float = 1.0  # 1: the model's output, 0: the photo unchanged, between: a blend (rule_strength)
+    reason: str = dataclasses.field(default="", compare=False)  # the choice in words, as --verbose says it
 
 
 def as_photo(image: Union[np.ndarray, Image.Image, str, os.PathLike], quality: Optional[int]) -> Photo:
     """A Photo of an array, a PIL image or an image file; `quality` replaces the estimate."""
     if isinstance(image, (str, os.PathLike)):
-        photo = read_photo(os.fspath(image))
-        return photo if quality is None else dataclasses.replace(photo, quality=quality)
+        return read_photo(os.fspath(image), quality)
     if isinstance(image, Image.Image):
-        return photo_from_pil(image, quality)
+        name = getattr(image, "filename", "") or "<image>"
+        return photo_of(imageio.decode(image, name), name, quality)
     array = np.asarray(image)
-    if array.dtype != np.uint8 or not (array.ndim == 2 or (array.ndim == 3 and array.shape[-1] in (1, 3))):
-        raise ValueError(f"expected a uint8 HxW, HxWx1 or HxWx3 image, got {array.dtype} {array.shape}")
-    return Photo(array[..., 0] if array.ndim == 3 and array.shape[-1] == 1 else array, quality)
+    if array.dtype != np.uint8 or not (array.ndim == 2 or (array.ndim == 3 and array.shape[-1] in (1, 3, 4))):
+        raise ValueError(f"expected a uint8 HxW, HxWx1, HxWx3 or HxWx4 (RGBA) image, got {array.dtype} {array.shape}")
+    if array.ndim == 3 and array.shape[-1] == 4:
+        return estimated(Photo(array[..., :3], quality, alpha=array[..., 3]))
+    return estimated(Photo(array[..., 0] if array.ndim == 3 and array.shape[-1] == 1 else array, quality))
 
 
 def restore(image: Union[np.ndarray, Image.Image, str, os.PathLike], model: Models = None, variables=None, *,
             quality: Optional[int] = None, options: Union[Options, Mapping[str, Any], None] = None,
-            return_info: bool = False):
-    """Restores one photo with the model that fits it best (`choose_model`).
+            return_info: bool = False, force: bool = False):
+    """Restores one photo with the model that fits it best (`choose_model`), never making it
+    worse (`plan`): a photo whose pixels show no JPEG history comes back unchanged, and a
+    model's measured rule says how strongly it restores each JPEG quality.
 
-    image: a uint8 array (HxW, HxWx1 or HxWx3), returned as an array of the same shape; or a
-      PIL image or an image file's path, returned as a PIL image, upright, with the ICC profile
-      and EXIF in `info` (`out.save("out.png", **out.info)` keeps them).
+    image: a uint8 array (HxW, HxWx1, HxWx3, or HxWx4 RGBA whose alpha is kept), returned as an
+      array of the same shape; or a PIL image or an image file's path, returned as a PIL image,
+      upright, with its alpha and the ICC profile and EXIF in `info` (`out.save("out.png",
+      **out.info)` keeps them).
     model: see `model_entries` (default: every named model). quality: the JPEG quality (1..100)
-      to choose the model for; by default estimated from a JPEG (file or PIL), unknown for an
-      array or another format, which gets a blind model.
+      to choose the model for; by default read from a JPEG's quantisation tables, else detected
+      from the pixels (`jpeg.detect_quality`).
     options: an Options or a dict of some of its fields (`{"tile": 256}`).
-    return_info: return `(restored, RestoreInfo)`, saying which model and quality were used.
+    return_info: return `(restored, RestoreInfo)`, saying which model, quality and strength
+      were used, and why. force: restore at full strength whatever the rule says.
     Raises ValueError naming a bad option, quality or image.
     """
     quality = None if quality is None else jpeg.check_quality(quality, "quality")
     options = as_options(options)
     photo = as_photo(image, quality)
-    entry = choose_model(model_entries(model, variables), 1 if photo.pixels.ndim == 2 else 3, photo.quality)
-    restored = restore_photos([photo], [entry], options)[0]
+    chosen = plan(photo, model_entries(model, variables), force)
+    restored = restore_photos([photo], [chosen], options)[0]
     if isinstance(image, (Image.Image, str, os.PathLike)):
         out = to_pil(restored)
     else:
-        out = restored.pixels.reshape(np.shape(image))
-    return (out, RestoreInfo(entry.name, entry.describe(), photo.quality)) if return_info else out
+        pixels = restored.pixels if restored.alpha is None else np.dstack([restored.pixels, restored.alpha])
+        out = pixels.reshape(np.shape(image))
+    info = RestoreInfo(chosen.entry.name, chosen.entry.describe(), photo.quality, chosen.strength, chosen.reason)
+    return (out, info) if return_info else out
 
 
 # --- folders of files --------------------------------------------------------------------
@@ -430,9 +498,10 @@ def plan_outputs(files: Sequence[str], outdir: str, fmt: str, overwrite: bool
 
 def restore_files(specs: Sequence[str], outdir: str, entries: Sequence[ModelEntry], *,
                   options: Options = Options(), fmt: str = "png", overwrite: bool = False,
-                  verbose: bool = False, progress: bool = True) -> Summary:
-    """Restores files, folders and globs into OUTDIR, one line per problem, never stopping
-    at a bad file. Raises FileNotFoundError when a spec matches nothing."""
+                  verbose: bool = False, progress: bool = True, force: bool = False) -> Summary:
+    """Restores files, folders and globs into OUTDIR (never worse, see `plan`; `force`: full
+    strength), one line per problem, never stopping at a bad file. Raises FileNotFoundError
+    when a spec matches nothing."""
     files = imageio.list_image_files(specs)
     os.makedirs(outdir, exist_ok=True)
     todo, skipped, failed = plan_outputs(files, outdir, fmt, overwrite)
@@ -449,12 +518,11 @@ def restore_files(specs: Sequence[str], outdir: str, entries: Sequence[ModelEntr
                 summary.failed.append(str(e) if str(e).startswith(path) else f"{path}: {e}")
                 bar.write(summary.failed[-1], file=sys.stderr)
                 bar.update()
-        chosen = [choose_model(entries, 1 if p.pixels.ndim == 2 else 3, p.quality) for _, _, p in loaded]
-        for (path, _, photo), entry in zip(loaded, chosen):
-            if verbose:
-                estimate = "not a JPEG" if photo.quality is None else f"JPEG quality ~{photo.quality}"
-                bar.write(f"{path}: {estimate} -> {entry.describe()}", file=sys.stderr)
-        for (path, out, _), photo in zip(loaded, restore_photos([p for _, _, p in loaded], chosen, options)):
+        plans = [plan(p, entries, force) for _, _, p in loaded]
+        if verbose:
+            for (path, _, _), chosen in zip(loaded, plans):
+                bar.write(f"{path}: {chosen.reason}", file=sys.stderr)
+        for (path, out, _), photo in zip(loaded, restore_photos([p for _, _, p in loaded], plans, options)):
             write_photo(photo, out, fmt)
             summary.written.append(out)
             bar.update()

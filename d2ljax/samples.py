@@ -22,6 +22,7 @@ import importlib.util
 import io
 import logging
 import os
+import sys
 import tempfile
 import weakref
 from typing import NamedTuple, Optional, Sequence
@@ -29,9 +30,8 @@ from typing import NamedTuple, Optional, Sequence
 import numpy as np
 from PIL import Image
 
-from d2ljax import jpeg
-from d2ljax.imageio import (MODES, SHIPPED, ImageError, list_image_files, pad_reflect, read_image,
-                            to_channels)
+from d2ljax import imageio, jpeg
+from d2ljax.imageio import MODES, SHIPPED, ImageError, list_image_files, pad_reflect, to_channels
 
 log = logging.getLogger(__name__)
 
@@ -42,6 +42,9 @@ MISALIGN = 8
 # Formats TensorFlow decodes in-graph; images decoded per sample (over the cache budget) must
 # be one of them, in both pipelines, so that both see the same image list.
 TF_FORMATS = ("JPEG", "PNG", "BMP", "GIF", "WEBP")
+# Pillow modes TensorFlow decodes to the same pixels as Pillow (not CMYK), which per-sample
+# decoding also needs, with no EXIF rotation (TensorFlow applies none).
+TF_MODES = ("1", "L", "LA", "P", "RGB", "RGBA", "YCbCr")
 # Stores at least this large reach grain's worker processes as a memory-mapped file, not a copy.
 SHARE_BY_FILE_BYTES = 64 * 2**20
 
@@ -269,7 +272,7 @@ class FileStore:
     pad: int  # images are padded to at least this (the recipe's crop)
 
     def crop(self, index: int, y: int, x: int, size: int) -> np.ndarray:
-        image = read_image(_open(self.paths, self.blobs, index))
+        image = imageio.read(_open(self.paths, self.blobs, index)).pixels
         return pad_to(to_channels(image, MODES[self.mode]), self.pad)[y:y + size, x:x + size]
 
     def share_by_file(self) -> None:
@@ -288,89 +291,135 @@ def list_files(source, process_index: int, process_count: int) -> list[str]:
 
 
 class _Info(NamedTuple):
-    """What the header of a usable image says."""
+    """What the header of a usable image says (sizes upright)."""
     index: int
     height: int
     width: int
     gray: bool
-    format: str
+    per_sample: str  # why TensorFlow cannot decode it per sample as d2ljax.imageio does; "" if it can
+
+
+class Skipped(NamedTuple):
+    """An image training leaves out, and why (one line)."""
+    name: str
+    reason: str
+
+    def __str__(self) -> str:
+        return f"{self.name}: {self.reason}"
+
+
+class Loaded(NamedTuple):
+    """What `load_images` made of the listed images."""
+    store: "MemoryStore | FileStore"
+    listed: int
+    skipped: list  # Skipped, in the order met
+
+    def summary(self) -> str:
+        """'using 296 of 300 images; 4 skipped: a.jpg (not a readable image), ...'."""
+        line = f"using {self.listed - len(self.skipped)} of {self.listed} images"
+        if self.skipped:
+            reasons = ", ".join(f"{os.path.basename(s.name)} ({s.reason.split(' (')[0]})" for s in self.skipped)
+            line += f"; {len(self.skipped)} skipped: {reasons}"
+        return line
 
 
 def _open(paths, blobs, i):
     return paths[i] if blobs is None else io.BytesIO(blobs[i])
 
 
+def _skipped(error: ImageError, name: str) -> Skipped:
+    message = str(error)
+    return Skipped(name, message[len(name) + 2:] if message.startswith(name + ": ") else message)
+
+
+def _per_sample_obstacle(image: Image.Image, orientation: int) -> str:
+    """Why TensorFlow cannot decode the image per sample to the pixels d2ljax.imageio reads
+    ("" when it can)."""
+    if image.format not in TF_FORMATS:
+        return f"{image.format} ({', '.join(TF_FORMATS)} only)"
+    if image.mode not in TF_MODES:
+        return f"mode {image.mode}"
+    return f"EXIF orientation {orientation}" if orientation in imageio.UPRIGHT else ""
+
+
 def _scan(image_source, index: int, name: str, crop: int) -> _Info:
-    """Header facts of one image; ImageError (naming it) for what the pipeline cannot use."""
-    try:
-        with Image.open(image_source) as image:
-            if image.mode not in ("1", "L", "LA", "P", "RGB", "RGBA", "YCbCr"):
-                raise ImageError(f"{name}: mode {image.mode} is not 8-bit gray or colour")
-            image.verify()
-            info = _Info(index, image.height, image.width, image.mode in ("1", "L", "LA"), image.format)
-    except ImageError:
-        raise
-    except Exception as e:  # Pillow raises many kinds for broken files.
-        raise ImageError(f"{name}: not a readable image ({e})") from None
+    """Header facts of one image; ImageError (naming it) for what d2ljax's reader refuses
+    (imageio.check_pixel_format: the same rules as restoring) or what is too small to crop.
+    A file broken past its header is found when `load_images` decodes it."""
+    with imageio.opened(image_source, name) as image:
+        imageio.check_pixel_format(image, name)
+        orientation = image.getexif().get(imageio.ORIENTATION, 1)
+        turned = orientation in (5, 6, 7, 8)  # a quarter turn: width and height swap
+        height, width = (image.width, image.height) if turned else (image.height, image.width)
+        info = _Info(index, height, width, image.mode in imageio.GRAY_MODES, _per_sample_obstacle(image, orientation))
     if 2 * min(info.height, info.width) <= crop:
         raise ImageError(f"{name}: {info.width}x{info.height} is too small for {crop}x{crop} "
                          f"crops (each side must exceed half the crop to be reflect-padded)")
     return info
 
 
-def _skip(error: ImageError) -> None:
-    log.warning("skipping %s", error)
-
-
 def _decode_padded(path_or_blob, name: str, mode: str, crop: int) -> np.ndarray:
-    """Pillow decode (the protocol's JPEG decoder) -> mode -> padded to the crop."""
-    try:
-        image = read_image(path_or_blob)
-    except ImageError as e:
-        raise ImageError(str(e).replace(str(path_or_blob), name)) from None
+    """d2ljax's reader (as restoring reads photos: upright, CMYK as RGB) -> mode -> padded to the crop."""
+    image = imageio.read(path_or_blob, name).pixels
     return pad_to(to_channels(image, MODES[mode]), crop)
 
 
-def load_store(names: list[str], paths: Optional[list], blobs: Optional[list], mode: str, crop: int,
-               budget_mb: float):
-    """The usable images as a MemoryStore when they fit budget_mb, else a FileStore.
+def load_images(names: list[str], paths: Optional[list], blobs: Optional[list], mode: str, crop: int,
+                budget_mb: float) -> Loaded:
+    """The usable images as a MemoryStore when they fit budget_mb, else a FileStore, with the
+    images skipped and why.
 
-    Every image is decoded once at the start, cached or not, so that a broken file is reported
-    by name and skipped here rather than failing (or being dropped) mid-run.
+    Every image is read once at the start (d2ljax.imageio, the reader restoring uses), cached
+    or not, so that a broken file is reported by name and skipped here rather than failing (or
+    being dropped) mid-run. Raises ImageError when none is usable.
     """
-    infos = []
+    infos, skipped = [], []
     for i, name in enumerate(names):
         try:
             infos.append(_scan(_open(paths, blobs, i), i, name, crop))
         except ImageError as e:
-            _skip(e)
+            skipped.append(_skipped(e, name))
     channels = MODES[mode]
     needed_mb = sum(max(f.height, crop) * max(f.width, crop) * channels for f in infos) / 2**20
     in_memory = needed_mb <= budget_mb
     if not in_memory:
         log.info("decoded images need %.0f MB > cache_budget_mb=%s: decoding per sample", needed_mb, budget_mb)
-        for info in [f for f in infos if f.format not in TF_FORMATS]:
-            _skip(ImageError(f"{names[info.index]}: {info.format} cannot be decoded per sample "
-                             f"({', '.join(TF_FORMATS)}); raise cache_budget_mb or convert it"))
-        infos = [f for f in infos if f.format in TF_FORMATS]
+        skipped += [Skipped(names[f.index], f"{f.per_sample} cannot be decoded per sample by both pipelines; "
+                                            f"raise cache_budget_mb or convert it") for f in infos if f.per_sample]
+        infos = [f for f in infos if not f.per_sample]
 
     def load(info):
+        """The decoded image when cached, else None; Skipped when it cannot be decoded."""
         try:
             image = _decode_padded(_open(paths, blobs, info.index), names[info.index], mode, crop)
-            return image if in_memory else info
+            return image if in_memory else None
         except ImageError as e:
-            _skip(e)
+            return _skipped(e, names[info.index])
 
     with concurrent.futures.ThreadPoolExecutor(os.cpu_count()) as pool:
-        loaded = [x for x in pool.map(load, infos) if x is not None]
-    if not loaded:
-        raise ImageError(f"no usable image among the {len(names)} listed for this process "
-                         f"(see the warnings above)")
+        results = list(pool.map(load, infos))
+    skipped += [r for r in results if isinstance(r, Skipped)]
+    usable = [(info, r) for info, r in zip(infos, results) if not isinstance(r, Skipped)]
+    if not usable:
+        details = "; ".join(map(str, skipped[:3])) + ("; ..." if len(skipped) > 3 else "")
+        raise ImageError(f"no usable image among the {len(names)} listed for this process ({details})")
     if in_memory:
-        return MemoryStore(loaded)
-    return FileStore(_pick(paths, loaded), _pick(blobs, loaded), [f.gray for f in loaded],
-                     np.array([max(f.height, crop) for f in loaded], np.int32),
-                     np.array([max(f.width, crop) for f in loaded], np.int32), mode, crop)
+        return Loaded(MemoryStore([image for _, image in usable]), len(names), skipped)
+    loaded = [info for info, _ in usable]
+    return Loaded(FileStore(_pick(paths, loaded), _pick(blobs, loaded), [f.gray for f in loaded],
+                            np.array([max(f.height, crop) for f in loaded], np.int32),
+                            np.array([max(f.width, crop) for f in loaded], np.int32), mode, crop),
+                  len(names), skipped)
+
+
+def load_store(names: list[str], paths: Optional[list], blobs: Optional[list], mode: str, crop: int,
+               budget_mb: float):
+    """`load_images`' store, after a line on stderr for each skipped image and the summary."""
+    loaded = load_images(names, paths, blobs, mode, crop, budget_mb)
+    for skipped in loaded.skipped:
+        print(f"skipping {skipped}", file=sys.stderr)
+    print(loaded.summary(), file=sys.stderr)
+    return loaded.store
 
 
 def _pick(items: Optional[list], infos: list[_Info]) -> Optional[list]:

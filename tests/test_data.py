@@ -3,7 +3,6 @@ batches bit for bit; Pillow-identical in-graph JPEG, augmentations, determinism,
 input, each checked on both pipelines."""
 import dataclasses
 import io
-import logging
 from pathlib import Path
 
 import numpy as np
@@ -255,19 +254,20 @@ def test_decoding_per_sample_gives_the_same_batches_as_the_cache(tmp_path, mode,
     np.testing.assert_array_equal(cached[0], streamed[0])
 
 
-def test_small_images_are_padded_and_tiny_ones_skipped(tmp_path, caplog, make_iterator):
+def test_small_images_are_padded_and_tiny_ones_skipped(tmp_path, capsys, make_iterator):
     write_images(tmp_path, [50], size=(20, 30))
     write_images(tmp_path / "tiny", [60], size=(10, 40))
     source = [str(tmp_path), str(tmp_path / "tiny")]
-    with caplog.at_level(logging.WARNING, logger="d2ljax.data"):
-        batches = make_iterator(source, batch_size=2, patch_size=32, mode="gray", **SINGLE)
-        degraded, clean = next(batches)
+    batches = make_iterator(source, batch_size=2, patch_size=32, mode="gray", **SINGLE)
+    degraded, clean = next(batches)
     assert clean.shape == (2, 32, 32, 1)
     assert np.all(to_uint8(clean) == 50)
-    assert "000.png" in caplog.text and "too small" in caplog.text
+    text = capsys.readouterr().err
+    assert "000.png" in text and "too small" in text
+    assert "using 1 of 2 images; 1 skipped: 000.png (40x10 is too small for 32x32 crops)" in text
 
 
-def test_unreadable_files_are_logged_and_skipped(tmp_path, caplog, make_iterator):
+def test_unreadable_files_are_logged_and_skipped(tmp_path, capsys, make_iterator):
     write_images(tmp_path, [100, 200])
     (tmp_path / "broken.jpg").write_bytes(b"\xff\xd8 not really a jpeg")
     (tmp_path / "truncated.png").write_bytes((tmp_path / "000.png").read_bytes()[:60])
@@ -275,13 +275,14 @@ def test_unreadable_files_are_logged_and_skipped(tmp_path, caplog, make_iterator
     Image.fromarray(noise).save(tmp_path / "cut.jpg", quality=90)  # the header is intact
     (tmp_path / "cut.jpg").write_bytes((tmp_path / "cut.jpg").read_bytes()[:2000])
     for budget in (1024, 0):
-        caplog.clear()
-        with caplog.at_level(logging.WARNING, logger="d2ljax.data"):
-            batches = make_iterator(str(tmp_path), batch_size=4, patch_size=16, mode="gray",
-                                               cache_budget_mb=budget, **SINGLE)
-            ids = set(to_uint8(next(batches)[1])[:, 0, 0, 0].tolist())
+        capsys.readouterr()
+        batches = make_iterator(str(tmp_path), batch_size=4, patch_size=16, mode="gray",
+                                cache_budget_mb=budget, **SINGLE)
+        ids = set(to_uint8(next(batches)[1])[:, 0, 0, 0].tolist())
         assert ids == {100, 200}
-        assert all(name in caplog.text for name in ("broken.jpg", "truncated.png", "cut.jpg"))
+        text = capsys.readouterr().err
+        assert all(name in text for name in ("broken.jpg", "truncated.png", "cut.jpg"))
+        assert "using 2 of 5 images; 3 skipped:" in text
 
 
 @pytest.mark.parametrize("module", [data, grain_data], ids=["tf.data", "grain"])

@@ -114,3 +114,30 @@ def test_estimate_quality_not_a_jpeg(tmp_path):
         jpeg.estimate_quality(tmp_path / "missing.jpg")
     with pytest.raises(ImageError, match="not a JPEG image"):
         jpeg.estimate_quality(Image.fromarray(_random((8, 8))))
+
+
+def _textured(height=96, width=128, seed=0):
+    """A smooth colour photo with grain: never quantised, so no JPEG history."""
+    y, x = np.mgrid[:height, :width]
+    base = np.stack([128 + 90 * np.sin(x / 7 + c) * np.cos(y / 5) for c in range(3)], -1)
+    return np.clip(base + np.random.default_rng(seed).normal(0, 8, base.shape), 0, 255).astype(np.uint8)
+
+
+@pytest.mark.parametrize("channels", [3, 1])
+def test_detect_quality_finds_the_jpeg_a_photo_was_decoded_from(channels):
+    photo = _textured()[..., :channels].squeeze()
+    assert jpeg.detect_quality(photo) is None
+    for qf in (10, 30, 50, 70):
+        assert abs(jpeg.detect_quality(jpeg.compress(photo, qf)) - qf) <= 1, qf
+    # Off the 8x8 grid (a decoded JPEG cropped): the grid is found where the block edges are.
+    assert jpeg.detect_quality(jpeg.compress(photo, 30)[3:, 5:]) == 30
+
+
+def test_detect_quality_sees_no_history_in_noise_flat_or_tiny_images():
+    for image in (_random((64, 64, 3)), np.full((64, 64), 77, np.uint8), _random((12, 40))):
+        assert jpeg.detect_quality(image) is None
+
+
+def test_tables_quality_reads_pillow_tables():
+    data = jpeg.encode(_random((16, 16, 3)), 37)
+    assert jpeg.tables_quality(_open(data).quantization) == jpeg.estimate_quality(data) == 37

@@ -118,11 +118,11 @@ def test_kinds_are_kept_for_arrays_and_pil(rgb_model):
     gray_model = tiny_model(1)
     rgb, gray = photo(), photo()[..., 0]
     for model, variables in (rgb_model, gray_model):
-        assert restoration.restore(rgb, model, variables).shape == rgb.shape
-        assert restoration.restore(gray, model, variables).shape == gray.shape
-        assert restoration.restore(gray[..., None], model, variables).shape == gray.shape + (1,)
-        assert restoration.restore(Image.fromarray(rgb), model, variables).mode == "RGB"
-        assert restoration.restore(Image.fromarray(gray), model, variables).mode == "L"
+        assert restoration.restore(rgb, model, variables, force=True).shape == rgb.shape
+        assert restoration.restore(gray, model, variables, force=True).shape == gray.shape
+        assert restoration.restore(gray[..., None], model, variables, force=True).shape == gray.shape + (1,)
+        assert restoration.restore(Image.fromarray(rgb), model, variables, force=True).mode == "RGB"
+        assert restoration.restore(Image.fromarray(gray), model, variables, force=True).mode == "L"
     with pytest.raises(ValueError, match="uint8"):
         restoration.restore(rgb.astype(np.float32), *rgb_model)
 
@@ -130,8 +130,8 @@ def test_kinds_are_kept_for_arrays_and_pil(rgb_model):
 def test_gray_model_on_colour_changes_luma_only():
     """Through Y: an identity gray model returns the photo exactly, and any change keeps Cb, Cr."""
     rgb = photo()
-    assert np.array_equal(restoration.restore(rgb, *tiny_model(1, scale=0.0)), rgb)
-    out = restoration.restore(rgb, *tiny_model(1)).astype(np.float64)
+    assert np.array_equal(restoration.restore(rgb, *tiny_model(1, scale=0.0), force=True), rgb)
+    out = restoration.restore(rgb, *tiny_model(1), force=True).astype(np.float64)
     chroma = lambda im: np.stack([-37.797 * im[..., 0] - 74.203 * im[..., 1] + 112 * im[..., 2],
                                   112 * im[..., 0] - 93.786 * im[..., 1] - 18.214 * im[..., 2]], -1) / 255
     unclipped = (out > 0).all(-1) & (out < 255).all(-1)
@@ -190,9 +190,9 @@ def test_tiles_cover_and_blend_exactly():
 def test_tiled_restoration_close_to_whole(rgb_model, identity_model):
     """Blending is exact (identity model) and tiles change a random model's output very little."""
     image = photo(100, 150)
-    assert np.array_equal(restoration.restore(image, *identity_model, options=SMALL), image)
-    tiled = restoration.restore(image, *rgb_model, options=SMALL)
-    whole = restoration.restore(image, *rgb_model, options=WHOLE)
+    assert np.array_equal(restoration.restore(image, *identity_model, options=SMALL, force=True), image)
+    tiled = restoration.restore(image, *rgb_model, options=SMALL, force=True)
+    whole = restoration.restore(image, *rgb_model, options=WHOLE, force=True)
     assert psnr(whole, tiled) > 40
 
 
@@ -250,9 +250,9 @@ def test_every_form_of_model_gives_the_same_result(tmp_path, monkeypatch, rgb_mo
     checkpoints.save_model(str(folder), *rgb_model, metadata={"qf": [10]})
     monkeypatch.setenv("D2LJAX_MODELS", str(tmp_path / "models"))
     image = photo()
-    expected = restoration.restore(image, *rgb_model)
+    expected = restoration.restore(image, *rgb_model, force=True)
     for model in ("tiny_rgb", str(folder), folder, rgb_model, [rgb_model], ["tiny_rgb"]):
-        assert np.array_equal(restoration.restore(image, model), expected), model
+        assert np.array_equal(restoration.restore(image, model, force=True), expected), model
     _, info = restoration.restore(image, "tiny_rgb", quality=12, return_info=True)
     assert info == restoration.RestoreInfo("tiny_rgb", "tiny_rgb (color, QF 10)", 12)
 
@@ -272,8 +272,8 @@ def test_a_path_is_read_like_an_opened_file(tmp_path, identity_model):
 def test_bad_options_and_qualities_raise_naming_them(rgb_model):
     image = photo()
     small = {"max_pixels": 64 * 64, "tile": 64, "overlap": 16, "bucket": 32}
-    assert np.array_equal(restoration.restore(image, rgb_model, options=small),
-                          restoration.restore(image, rgb_model, options=SMALL))
+    assert np.array_equal(restoration.restore(image, rgb_model, options=small, force=True),
+                          restoration.restore(image, rgb_model, options=SMALL, force=True))
     for options, name in (({"tile": 0}, "tile=0"), ({"overlap": -1}, "overlap=-1"), ({"bucket": 2.5}, "bucket=2.5"),
                           ({"tiles": 64}, "'tiles'"), ({"tile": 4096}, "max_pixels=")):
         with pytest.raises(ValueError, match=name):

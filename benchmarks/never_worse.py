@@ -1,0 +1,196 @@
+"""The never-worse rule of a model: how strongly to restore a JPEG of each quality.
+
+    python -m benchmarks.never_worse --model color_blind [--photos FILES_OR_FOLDERS] [--crop 384] [--write]
+    python -m benchmarks.never_worse --verify [--photos FILES_OR_FOLDERS] [--crop 384]
+
+Each photo (default: the photos that ship with scikit-image, scikit-learn and matplotlib that
+are in no training, validation or benchmark set of d2ljax; pip install them) whose pixels carry a
+JPEG history of their own (a JPEG file, or `jpeg.detect_quality` finds one) is first halved
+(means of 2x2 pixels), which leaves none. Each is cut to its central --crop x --crop pixels,
+compressed at each --qualities (d2ljax.jpeg.compress) and restored at full strength by the
+model (`d2ljax.restore(..., force=True)`, default Options, as the CLI runs it). A colour model
+gets the colour photos; a gray model gets gray photos and the protocol's gray (BT.601 Y) of
+colour ones. For each quality and each strength s in 0, 0.05, ..., 1 the output
+`input + s * (restored - input)` (`restoration.blend`) is compared with the photo: the rule's
+strength is the one with the best mean PSNR among those that lose nothing on any photo
+(worst change >= -MARGIN_DB; s = 0 always qualifies). Printed: per quality the input PSNR, the
+full model's mean and worst change, the chosen strength and its mean and worst change; and the
+quality `jpeg.detect_quality` finds in each prepared photo (None: no JPEG history, so restore
+leaves it unchanged). --write stores the rule in the model folder's model.json
+("restore_rule", read by d2ljax.restoration).
+
+--verify checks the rules in place the way the CLI applies them: every named model to choose
+from, each prepared photo (colour ones, then the gray ones and the gray of the colour ones)
+compressed at each quality and restored from the JPEG file (quality from its tables) and from
+its decoded pixels, as a PNG of it would be (quality detected); printed per kind and quality,
+the mean and worst PSNR change of each, and how many photos restore returned unchanged as
+they are (no JPEG history).
+"""
+from __future__ import annotations
+
+import argparse
+import importlib
+import io
+import json
+import os
+
+import numpy as np
+from PIL import Image
+
+from d2ljax import checkpoints, imageio, jpeg, pretrained, restoration
+from d2ljax.metrics import psnr
+
+QUALITIES = (10, 20, 30, 40, 50, 60, 70, 80, 90, 95)
+STRENGTHS = np.round(np.arange(0, 21) / 20, 2)
+# A strength qualifies when no photo loses more than this (the criterion allows 0.02 dB).
+MARGIN_DB = 0.01
+# Photos shipped in Python packages, none in BSDS500, LIVE1, classic5 or d2ljax/assets/photos
+# (which holds scikit-image's astronaut, chelsea, coffee and rocket): package -> data folder, files.
+PACKAGE_PHOTOS = {
+    "skimage": ("data", ("motorcycle_left.png", "retina.jpg", "ihc.png", "camera.png", "moon.png")),
+    "sklearn": ("datasets/images", ("china.jpg", "flower.jpg")),
+    "matplotlib": ("mpl-data/sample_data", ("grace_hopper.jpg",)),
+}
+
+
+def default_photos() -> list[str]:
+    """The PACKAGE_PHOTOS of the packages that are installed."""
+    paths = []
+    for package, (folder, names) in PACKAGE_PHOTOS.items():
+        try:
+            module = importlib.import_module(package)
+        except ImportError:
+            print(f"{package} is not installed: its photos are left out")
+            continue
+        paths += [os.path.join(os.path.dirname(module.__file__), folder, name) for name in names]
+    if not paths:
+        raise SystemExit("error: no --photos and none of scikit-image, scikit-learn, matplotlib installed")
+    return paths
+
+
+def central_crop(image: np.ndarray, size: int) -> np.ndarray:
+    top, left = (max(d - size, 0) // 2 for d in image.shape[:2])
+    return image[top:top + size, left:left + size]
+
+
+def halved(image: np.ndarray) -> np.ndarray:
+    """Means of 2x2 pixels, rounded (an odd last row or column dropped)."""
+    h, w = image.shape[0] // 2 * 2, image.shape[1] // 2 * 2
+    quads = image[:h, :w].astype(np.float64).reshape(h // 2, 2, w // 2, 2, *image.shape[2:])
+    return np.round(quads.mean(axis=(1, 3))).astype(np.uint8)
+
+
+def clean_photo(path: str) -> np.ndarray:
+    """The photo, halved when it carries a JPEG history of its own."""
+    decoded = imageio.read(path)
+    if decoded.quantization is not None or jpeg.detect_quality(decoded.pixels) is not None:
+        return halved(decoded.pixels)
+    return decoded.pixels
+
+
+def photos_for(paths: list[str], channels: int, crop: int) -> dict[str, np.ndarray]:
+    """name -> the clean photo as the model's kind: colour photos for colour models, gray (files,
+    or the Y of colour files) for gray ones."""
+    out = {}
+    for path in paths:
+        image = clean_photo(path)
+        if image.ndim == 2 and channels == 3:
+            continue
+        image = central_crop(imageio.to_channels(image, channels), crop)
+        out[os.path.basename(path)] = image[..., 0] if channels == 1 else image
+    return out
+
+
+def measure(entry: pretrained.ModelEntry, photos: dict[str, np.ndarray], qualities) -> dict:
+    """quality -> strength -> per-photo PSNR change (dB) against the compressed input."""
+    changes = {}
+    for qf in qualities:
+        per_strength = {float(s): [] for s in STRENGTHS}
+        for name, photo in photos.items():
+            compressed = jpeg.compress(photo, qf)
+            restored = restoration.restore(compressed, model=entry, quality=qf, force=True)
+            before = psnr(photo, compressed)
+            for s in STRENGTHS:
+                after = psnr(photo, restoration.blend(compressed, restored, float(s)))
+                per_strength[float(s)].append(after - before)
+        changes[qf] = per_strength
+        print(f"  QF {qf}: measured", flush=True)
+    return changes
+
+
+def choose_strength(per_strength: dict[float, list[float]]) -> float:
+    """The strength with the best mean change among those whose worst change >= -MARGIN_DB."""
+    fair = [s for s, c in per_strength.items() if min(c) >= -MARGIN_DB]
+    return max(fair, key=lambda s: (np.mean(per_strength[s]), -s))
+
+
+def verify(paths: list[str], crop: int, qualities) -> None:
+    """The CLI's choice and rules on the photos (see the module docstring)."""
+    entries = restoration.model_entries()
+    print("| kind | QF | as a JPEG file: mean / worst change | as PNG pixels: mean / worst change |")
+    print("|---|---|---|---|")
+    for kind, channels in (("color", 3), ("gray", 1)):
+        photos = list(photos_for(paths, channels, crop).values())
+        kept = sum(np.array_equal(restoration.restore(p, entries), p) for p in photos)
+        for qf in qualities:
+            from_file, from_pixels = [], []
+            for photo in photos:
+                decoded = jpeg.compress(photo, qf)
+                before = psnr(photo, decoded)
+                with Image.open(io.BytesIO(jpeg.encode(photo, qf))) as compressed:
+                    from_file.append(psnr(photo, np.asarray(restoration.restore(compressed, entries))) - before)
+                from_pixels.append(psnr(photo, restoration.restore(decoded, entries)) - before)
+            print(f"| {kind} | {qf} | {np.mean(from_file):+.3f} / {min(from_file):+.3f} "
+                  f"| {np.mean(from_pixels):+.3f} / {min(from_pixels):+.3f} |", flush=True)
+        print(f"| {kind} | none | {kept} of {len(photos)} unchanged | |")
+
+
+def main(argv=None) -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("--model", default="color_blind", help="named model, model folder or training workdir")
+    parser.add_argument("--photos", nargs="+", help="photo files or folders (default: PACKAGE_PHOTOS)")
+    parser.add_argument("--crop", type=int, default=384, help="central crop side in pixels (CPU time)")
+    parser.add_argument("--qualities", default=",".join(map(str, QUALITIES)))
+    parser.add_argument("--write", action="store_true", help="store the rule in the model folder's model.json")
+    parser.add_argument("--verify", action="store_true", help="check the rules in place through the CLI's path")
+    args = parser.parse_args(argv)
+    paths = imageio.list_image_files(args.photos) if args.photos else default_photos()
+    qualities = [jpeg.check_quality(int(q), "--qualities") for q in args.qualities.split(",")]
+    if args.verify:
+        return verify(paths, args.crop, qualities)
+    entry = pretrained.model_entry(args.model)
+    photos = photos_for(paths, entry.in_chn, args.crop)
+    print(f"{entry.describe()} on {len(photos)} photos ({', '.join(photos)}), central {args.crop}x{args.crop}")
+    for name, photo in photos.items():
+        print(f"  {name} prepared: detect_quality -> {jpeg.detect_quality(photo)}")
+    changes = measure(entry, photos, qualities)
+    rule = {}
+    print("| QF | input PSNR | model: mean / worst change | strength | rule: mean / worst change |")
+    print("|---|---|---|---|---|")
+    for qf, per_strength in changes.items():
+        strength = choose_strength(per_strength)
+        rule[str(qf)] = strength
+        before = np.mean([psnr(p, jpeg.compress(p, qf)) for p in photos.values()])
+        full, chosen = per_strength[1.0], per_strength[strength]
+        print(f"| {qf} | {before:.2f} | {np.mean(full):+.3f} / {min(full):+.3f} | {strength:.2f} "
+              f"| {np.mean(chosen):+.3f} / {min(chosen):+.3f} |")
+    print("restore_rule:", json.dumps(rule))
+    if args.write:
+        note = f"benchmarks/never_worse.py on {len(photos)} photos ({', '.join(photos)}), central {args.crop}x{args.crop}"
+        print(f"wrote restore_rule to {write_rule(args.model, rule, note)}")
+
+
+def write_rule(model: str, rule: dict, note: str) -> str:
+    """Stores the rule (and how it was measured) in the model folder's model.json; its path."""
+    path = os.path.join(pretrained.resolve(model), checkpoints.MODEL_JSON)
+    with open(path) as f:
+        metadata = json.load(f)
+    metadata.update(restore_rule=rule, restore_rule_measured=note)
+    with open(path, "w") as f:
+        json.dump(metadata, f, indent=2)
+        f.write("\n")
+    return path
+
+
+if __name__ == "__main__":
+    main()
