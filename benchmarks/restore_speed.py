@@ -6,7 +6,7 @@
     python -m benchmarks.restore_speed --random_weights 64:4 --parts photo --photo_size 1024x1024   # one tile
     python -m benchmarks.restore_speed --random_weights 64:4 --parts memory
 
---model is a named model (python -m d2ljax models), a model folder or a training workdir
+--model is a named model (d2ljax models), a model folder or a training workdir
 (default color_qf10); a gray model gets the gray (BT.601 Y) of the images, as evaluate.py's gray
 mode does. --dataset is a folder of ground-truth images (default: the sample photos shipped in
 d2ljax/assets/photos); --limit keeps its first N images.

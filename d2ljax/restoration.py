@@ -1,6 +1,6 @@
 """Restoring photos: any size, gray or colour, with the model that fits the photo's JPEG quality.
 
-    python -m d2ljax restore photo.jpg folder/ 'more/*.jpg' -o restored/ [--model NAME] [--verbose]
+    d2ljax restore photo.jpg folder/ 'more/*.jpg' -o restored/ [--model NAME] [--verbose]
 
 `restore(image, model=...)` (`d2ljax.restore`) takes a uint8 numpy array, a PIL image or an
 image file's path; `restore_files` is the command line's loop (one line per bad file, a
