@@ -38,7 +38,8 @@ class StopSignals:
 
     def __exit__(self, *exc_info) -> None:
         for s, handler in self._previous.items():
-            signal.signal(s, handler)
+            if handler is not None:  # None: set outside Python, which cannot put it back
+                signal.signal(s, handler)
 
     def _record(self, signum: int, frame) -> None:
         self.signum = signum
