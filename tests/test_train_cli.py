@@ -46,6 +46,10 @@ def train_command(workdir, *flags) -> list[str]:
             *(f"--config.{k}={v}" for k, v in TINY.items()), *flags]
 
 
+# A terminal's Ctrl-C: SIGINT to every process of the group, grain's worker included.
+CTRL_C = ("--config.data_workers=1",)
+
+
 def run(command, env) -> subprocess.CompletedProcess:
     return subprocess.run(command, cwd=ROOT, env=env, capture_output=True, text=True, timeout=600)
 
@@ -55,16 +59,17 @@ def read_losses(workdir) -> dict[int, float]:
         return {r["step"]: r["loss"] for r in map(json.loads, f)}
 
 
-def interrupt(workdir, env, signum: int) -> tuple[int, str]:
-    """Starts a run, sends `signum` once it has logged a step, returns (status, stderr)."""
-    process = subprocess.Popen(train_command(workdir), cwd=ROOT, env=env, stdout=subprocess.DEVNULL,
-                               stderr=subprocess.PIPE, text=True)
+def interrupt(workdir, env, signum: int, *flags) -> tuple[int, str]:
+    """Starts a run in a process group of its own, sends `signum` to the group once the run
+    has logged a step, returns (status, stderr)."""
+    process = subprocess.Popen(train_command(workdir, *flags), cwd=ROOT, env=env, stdout=subprocess.DEVNULL,
+                               stderr=subprocess.PIPE, text=True, start_new_session=True)
     metrics = Path(workdir) / "metrics.jsonl"
     deadline = time.monotonic() + 600
     while not (metrics.exists() and metrics.stat().st_size) and process.poll() is None:
         assert time.monotonic() < deadline, "no step logged in 10 minutes"
         time.sleep(0.05)
-    process.send_signal(signum)
+    os.killpg(process.pid, signum)
     _, stderr = process.communicate(timeout=600)
     return process.returncode, stderr
 
@@ -84,19 +89,19 @@ def latest_checkpoint(workdir) -> int:
 
 def test_ctrl_c_saves_the_step_and_a_rerun_continues_the_same_run(tmp_path, env):
     workdir = tmp_path / "run"
-    status, stderr = interrupt(workdir, env, signal.SIGINT)
+    status, stderr = interrupt(workdir, env, signal.SIGINT, *CTRL_C)
     assert status == 130, stderr[-3000:]
     assert "Traceback" not in stderr
     step = stopped_at(stderr)
     assert 1 <= step < TINY["num_train_steps"] and latest_checkpoint(workdir) == step
     assert max(read_losses(workdir)) == step
 
-    rerun = run(train_command(workdir), env)
+    rerun = run(train_command(workdir, *CTRL_C), env)
     assert rerun.returncode == 0, rerun.stderr[-3000:]
     assert f"resuming at step {step}" in rerun.stderr
     reference = quickstart.get_config()
     reference.update(TINY)
-    train_lib.train_and_evaluate(reference, str(tmp_path / "uninterrupted"))
+    train_lib.train_and_evaluate(reference, str(tmp_path / "uninterrupted"))  # no worker: the same batches
     assert read_losses(workdir) == read_losses(tmp_path / "uninterrupted")
 
 
