@@ -319,6 +319,7 @@ import numpy as np
 sys.path.insert(0, {root!r})
 from tests.test_train import tiny_config
 from d2ljax import schedules, train_state
+from d2ljax.stop_signals import StopSignals
 
 process_id, num_processes, port, devices, out = sys.argv[1:]
 if int(num_processes) > 1:
@@ -338,6 +339,9 @@ for _ in range(2):
     state, metrics = step(state, train_state.global_batch([x[rows] for x in batch], mesh),
                           schedules.schedule_span(0, config.num_train_steps))
     losses.append(float(metrics["loss"]))
+signals = StopSignals()  # the last process alone was signalled: every process stops for it
+signals.signum = 15 if int(process_id) == int(num_processes) - 1 else 0
+assert signals.agreed() == 15
 if jax.process_index() == 0:
     flat = {{jax.tree_util.keystr(k): np.asarray(v) for k, v in jax.tree_util.tree_leaves_with_path(state.params)}}
     np.savez(out, losses=np.array(losses), **flat)
@@ -345,7 +349,8 @@ if jax.process_index() == 0:
 
 
 def run_step_script(tmp_path, host_devices: int, devices: int, num_processes: int = 1):
-    """Two train steps on a fixed global batch; returns the .npz of losses and parameters."""
+    """Two train steps on a fixed global batch, then a check that all processes agree to stop
+    for a signal one of them received; returns the .npz of losses and parameters."""
     script = tmp_path / "step.py"
     script.write_text(STEP_SCRIPT.format(root=str(ROOT)))
     out = tmp_path / f"{num_processes}x{devices}.npz"
