@@ -22,7 +22,7 @@ import jax
 import numpy as np
 
 from configs import bsds, default, quickstart
-from d2ljax import train_lib
+from d2ljax import schedules, train_config, train_state
 from d2ljax.model import forward_flops
 
 
@@ -39,17 +39,17 @@ MODELS = {"full": full_config, "quickstart": quickstart.get_config,
 
 def measure(name: str, config, repeats: int) -> dict:
     """Seconds per train step and the throughput it gives."""
-    train_lib.check_config(config)
-    model = train_lib.make_model(config)
-    lr_fn = train_lib.create_learning_rate_fn(config)
-    tx = train_lib.create_optimizer(config)
-    mesh = train_lib.make_mesh()
-    state = train_lib.create_train_state(config, model, tx, mesh)
-    step = train_lib.make_train_step(config, model, tx, lr_fn, mesh)
+    train_config.check_config(config)
+    model = train_state.make_model(config)
+    lr_fn = schedules.create_learning_rate_fn(config)
+    tx = train_state.create_optimizer(config)
+    mesh = train_state.make_mesh()
+    state = train_state.create_train_state(config, model, tx, mesh)
+    step = train_state.make_train_step(config, model, tx, lr_fn, mesh)
     shape = (config.batch_size, config.patch_size, config.patch_size, model.in_chn)
     rng = np.random.default_rng(0)
-    batch = train_lib.global_batch([rng.uniform(size=shape).astype(np.float32) for _ in range(2)], mesh)
-    span = train_lib.schedule_span(0, config.num_train_steps)
+    batch = train_state.global_batch([rng.uniform(size=shape).astype(np.float32) for _ in range(2)], mesh)
+    span = schedules.schedule_span(0, config.num_train_steps)
     times = []
     for _ in range(repeats + 1):  # the first run compiles
         start = time.perf_counter()
@@ -68,7 +68,7 @@ def measure(name: str, config, repeats: int) -> dict:
 def main():
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--models", default="full,quickstart", help=f"comma-separated, of {list(MODELS)}")
-    parser.add_argument("--dtype", default="float32", choices=sorted(train_lib.DTYPES))
+    parser.add_argument("--dtype", default="float32", choices=sorted(train_state.DTYPES))
     parser.add_argument("--patch_size", type=int, help="override every model's patch size")
     parser.add_argument("--batch_size", type=int, help="override every model's global batch size")
     parser.add_argument("--repeats", type=int, default=3)

@@ -11,7 +11,8 @@ Modules: model (D2LNet), spectral, losses, metrics (PSNR/SSIM/PSNR-B as the publ
 jpeg (the protocol's JPEG, quality estimation), samples (what a training sample is), data and
 grain_data (the tf.data and grain input pipelines: the same batches), testsets,
 evaluation, inference (a model on uint8 images), restoration (restore), checkpoints (model
-folders, training checkpoints), pretrained (named models), convert, train_lib, console, cpu
+folders, training checkpoints), pretrained (named models), convert, train_lib (the training loop;
+its parts: train_config, train_state, schedules, validation, run_log, stop_signals), console, cpu
 (CPU-only speed-ups).
 Loading a model or restoring imports neither the trainer, optax nor TensorFlow.
 """
@@ -30,7 +31,8 @@ _EXPORTS = {
 }
 _MODULES = ("checkpoints", "console", "convert", "data", "evaluation", "grain_data", "imageio", "inference",
             "jpeg", "losses", "metrics", "model", "pretrained", "restoration", "samples", "spectral",
-            "testsets", "train_lib")
+            "testsets", "train_lib", "train_config", "train_state", "schedules", "validation", "run_log",
+            "stop_signals")
 __all__ = sorted(_EXPORTS)
 
 

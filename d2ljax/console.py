@@ -9,6 +9,7 @@ TensorFlow can be imported.
 from __future__ import annotations
 
 import os
+import re
 import sys
 import tempfile
 from typing import Callable
@@ -129,8 +130,35 @@ def parse_flags(argv: list[str]) -> list[str]:
     except flags.Error as e:
         error(f"{e} (--help lists the flags)")
     except (AttributeError, KeyError, TypeError, ValueError) as e:  # a --config.FIELD override
-        error(f"bad flag: {type(e).__name__} {e} (no such config field, or a value of the wrong type)")
+        error(unknown_config_field(e) or f"bad flag: {type(e).__name__} {e} (a config value of the wrong type)")
     sys.exit(2)
+
+
+def unknown_config_field(e: Exception) -> str | None:
+    """ml_collections' error for an override of a field the config lacks (a KeyError, wrapped
+    in an AttributeError, holding the name and maybe a suggestion) as one line:
+    `no config field 'batch_sise' (did you mean 'batch_size'?)`; None for other errors."""
+    key_error = e.args[0] if isinstance(e, AttributeError) and e.args else e
+    if not isinstance(key_error, KeyError) or not key_error.args:
+        return None
+    text = str(key_error.args[0])
+    field = text.split("\n")[0].strip("'\"")
+    suggestion = re.search(r'Did you mean "([^"]+)"', text)
+    return f"no config field {field!r}" + (f" (did you mean {suggestion.group(1)!r}?)" if suggestion else "")
+
+
+def check_output_folder(flag: str, path: str) -> None:
+    """Makes sure `path`, given with the option `flag`, is a writable folder (created when
+    missing), so that a bad output is reported before any long work: ValueError naming the
+    flag and the problem."""
+    if os.path.exists(path) and not os.path.isdir(path):
+        raise ValueError(f"{flag} {path}: is a file, not a folder")
+    try:
+        os.makedirs(path, exist_ok=True)
+    except OSError as e:
+        raise ValueError(f"{flag} {path}: cannot create folder ({e.strerror}: {e.filename})") from None
+    if not os.access(path, os.W_OK | os.X_OK):
+        raise ValueError(f"{flag} {path}: folder is not writable")
 
 
 def run_absl_main(main: Callable[[list[str]], None]) -> Callable[[list[str]], None]:

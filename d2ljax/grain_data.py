@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import functools
 import os
+import signal
 from typing import Iterator, Optional, Sequence
 
 import grain
@@ -28,6 +29,13 @@ def default_workers() -> int:
     below 4 cores, where grain's reader threads in this process are faster (benchmarks/README.md)."""
     cores = os.cpu_count() or 1
     return 0 if cores < 4 else min(cores - 1, 16)
+
+
+def _leave_ctrl_c_to_the_trainer(worker_index: int, worker_count: int) -> None:
+    """Run in each worker as it starts: a terminal's Ctrl-C reaches every process of the group,
+    and the trainer, not the workers, decides what it means (d2ljax.stop_signals); the
+    workers end when the trainer closes the iterator."""
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
 
 
 def _to_float(batch: tuple[np.ndarray, np.ndarray]) -> tuple[np.ndarray, np.ndarray]:
@@ -67,7 +75,8 @@ def make_dataset(
         if not flags.FLAGS.is_parsed():  # grain's workers read an absl flag; outside an absl app
             flags.FLAGS.mark_as_parsed()  # nothing parsed them: their defaults are the values
         ds = ds.mp_prefetch(grain.MultiprocessingOptions(num_workers=workers,
-                                                         per_worker_buffer_size=BUFFER_PER_WORKER))
+                                                         per_worker_buffer_size=BUFFER_PER_WORKER),
+                            worker_init_fn=_leave_ctrl_c_to_the_trainer)
     return ds.map(_to_float)
 
 

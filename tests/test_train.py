@@ -7,6 +7,7 @@ import os
 import socket
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import jax
@@ -18,7 +19,7 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))  # the configs/ folder
 
 from configs import blind, bsds, default, qf10, qf20, qf30, quickstart  # noqa: E402
-from d2ljax import checkpoints, train_lib  # noqa: E402
+from d2ljax import checkpoints, run_log, samples, schedules, train_config, train_lib, train_state  # noqa: E402
 from d2ljax.imageio import SAMPLE_PHOTOS_DIR  # noqa: E402
 
 CONFIG_MODULES = (default, qf10, qf20, qf30, blind, quickstart)
@@ -59,7 +60,7 @@ def read_losses(workdir) -> dict[int, float]:
 @pytest.mark.parametrize("arg", ["", "gray"])
 def test_configs_are_valid(module, arg):
     config = module.get_config(arg)
-    train_lib.check_config(config, device_count=1, process_count=1)
+    train_config.check_config(config, device_count=1, process_count=1)
     assert config.mode == (arg or "color")
     assert config.num_train_steps > 0 and config.batch_size > 0 and config.patch_size > 0
     assert module.__doc__.lstrip().split("\n")[0] and "python train.py" in module.__doc__
@@ -68,11 +69,11 @@ def test_configs_are_valid(module, arg):
 @pytest.mark.parametrize("arg", ["gray,10", "color,20", "gray,blind", "color,blind"])
 def test_bsds_configs(arg):
     config = bsds.get_config(arg)
-    train_lib.check_config(config, device_count=1, process_count=1)
+    train_config.check_config(config, device_count=1, process_count=1)
     assert config.mode == arg.split(",")[0]
     assert all(os.path.basename(p).startswith("BSDS500_") for p in config.train_data.split(","))
     expected = "10-90" if arg.endswith("blind") else [int(arg.split(",")[1])]
-    assert train_lib.trained_qualities(config) == expected
+    assert train_config.trained_qualities(config) == expected
 
 
 @pytest.mark.parametrize("arg", ["", "gray", "grey,10", "gray,ten", "gray,10,20"])
@@ -103,16 +104,16 @@ def test_bad_config_is_a_one_line_error(field, value, message):
     config = default.get_config()
     config[field] = value
     with pytest.raises(ValueError, match=message) as error:
-        train_lib.check_config(config, device_count=8, process_count=1)
+        train_config.check_config(config, device_count=8, process_count=1)
     assert "\n" not in str(error.value)
 
 
 # ----------------------------------------------------------------------------- state and step
 def test_identity_init_returns_the_input():
     config = tiny_config()
-    model = train_lib.make_model(config)
-    tx = train_lib.create_optimizer(config)
-    state = train_lib.create_train_state(config, model, tx, train_lib.make_mesh())
+    model = train_state.make_model(config)
+    tx = train_state.create_optimizer(config)
+    state = train_state.create_train_state(config, model, tx, train_state.make_mesh())
     x = jax.random.uniform(jax.random.PRNGKey(1), (2, 16, 16, 3))
     out_1, _, _, out_2 = model.apply({"params": state.params}, x)
     np.testing.assert_array_equal(out_1, x)
@@ -122,38 +123,38 @@ def test_identity_init_returns_the_input():
 def test_bfloat16_step():
     """bfloat16 convolutions, float32 parameters and loss; gradient clipping on."""
     config = tiny_config(dtype="bfloat16", grad_clip_norm=1.0)
-    model = train_lib.make_model(config)
-    lr_fn = train_lib.create_learning_rate_fn(config)
-    tx = train_lib.create_optimizer(config)
-    mesh = train_lib.make_mesh()
-    state = train_lib.create_train_state(config, model, tx, mesh)
+    model = train_state.make_model(config)
+    lr_fn = schedules.create_learning_rate_fn(config)
+    tx = train_state.create_optimizer(config)
+    mesh = train_state.make_mesh()
+    state = train_state.create_train_state(config, model, tx, mesh)
     batch = [np.random.default_rng(0).uniform(size=(8, 16, 16, 3)).astype(np.float32)] * 2
-    state, metrics = train_lib.make_train_step(config, model, tx, lr_fn, mesh)(
-        state, train_lib.global_batch(batch, mesh), train_lib.schedule_span(0, config.num_train_steps))
+    state, metrics = train_state.make_train_step(config, model, tx, lr_fn, mesh)(
+        state, train_state.global_batch(batch, mesh), schedules.schedule_span(0, config.num_train_steps))
     assert np.isfinite(float(metrics["loss"])) and int(state.step) == 1
     assert all(p.dtype == jnp.float32 for p in jax.tree.leaves(state.params))
 
 
 def test_ema_forgets_the_initialisation_in_a_short_run():
-    decays = [float(train_lib.ema_decay_at(step, 0.999)) for step in (0, 90, 900, 10_000)]
+    decays = [float(train_state.ema_decay_at(step, 0.999)) for step in (0, 90, 900, 10_000)]
     np.testing.assert_allclose(decays, [0.1, 0.91, 901 / 910, 0.999], rtol=1e-6)
-    initial_weight = np.prod([float(train_lib.ema_decay_at(step, 0.999)) for step in range(900)])
+    initial_weight = np.prod([float(train_state.ema_decay_at(step, 0.999)) for step in range(900)])
     assert initial_weight < 1e-3  # 0.999 ** 900 would be 0.41
 
 
 def test_learning_rate_schedule():
     config = tiny_config(num_train_steps=100, warmup_steps=10, learning_rate=1.0, final_lr_fraction=0.1)
-    lr = train_lib.create_learning_rate_fn(config)
+    lr = schedules.create_learning_rate_fn(config)
     np.testing.assert_allclose([lr(s, 0, 100) for s in (0, 5, 10, 100)], [0.0, 0.5, 1.0, 0.1], atol=1e-6)
     config.schedule = "constant"
-    lr = train_lib.create_learning_rate_fn(config)
+    lr = schedules.create_learning_rate_fn(config)
     np.testing.assert_allclose([lr(s, 0, 100) for s in (5, 10, 100)], [0.5, 1.0, 1.0], atol=1e-6)
 
 
 def test_budget_schedule_warms_up_from_its_start_and_decays_by_its_end():
     config = tiny_config(schedule="budget", time_budget_s=60, warmup_steps=10, learning_rate=1.0,
                          final_lr_fraction=0.1, budget_decay_fraction=0.2)
-    lr = train_lib.create_learning_rate_fn(config)
+    lr = schedules.create_learning_rate_fn(config)
     start, end = 100, 200  # decay over the last 20 steps: 180 -> 200
     got = [float(lr(s, start, end)) for s in (100, 105, 110, 179, 180, 190, 200, 250)]
     np.testing.assert_allclose(got, [0.0, 0.5, 1.0, 1.0, 1.0, 0.55, 0.1, 0.1], atol=1e-6)
@@ -162,8 +163,8 @@ def test_budget_schedule_warms_up_from_its_start_and_decays_by_its_end():
 def test_budget_clock_estimates_the_end_from_the_step_rate(monkeypatch):
     config = tiny_config(schedule="budget", time_budget_s=100, num_train_steps=10**9, budget_decay_fraction=0.5)
     now = [0.0]
-    monkeypatch.setattr(train_lib.time, "monotonic", lambda: now[0])
-    clock = train_lib.BudgetClock(config, start_step=40, started_at=0.0)
+    monkeypatch.setattr(schedules.time, "monotonic", lambda: now[0])
+    clock = schedules.BudgetClock(config, start_step=40, started_at=0.0)
     assert clock.end == 10**9 and not clock.finished(40)
     now[0] = 20.0  # setup and the first step (compiling) took 20 s
     clock.tick(41)
@@ -181,10 +182,31 @@ def test_budget_clock_estimates_the_end_from_the_step_rate(monkeypatch):
     assert clock.out_of_time and clock.finished(600)
 
 
+def test_auto_input_pipeline_is_resolved_when_the_run_starts(monkeypatch):
+    config = tiny_config(input_pipeline="auto")
+    train_config.check_config(config, device_count=1, process_count=1)
+    assert train_config.prepared_config(config).input_pipeline == samples.default_pipeline()
+    monkeypatch.setattr(samples, "default_pipeline", lambda: "grain")  # as without TensorFlow
+    assert train_config.prepared_config(config).input_pipeline == "grain"
+    assert config.input_pipeline == "auto"  # the caller's config is left as it was
+
+
 def test_warmup_as_long_as_the_run_is_cut_to_a_tenth(capsys):
-    config = train_lib.prepared_config(tiny_config(num_train_steps=20, warmup_steps=1000))
+    config = train_config.prepared_config(tiny_config(num_train_steps=20, warmup_steps=1000))
     assert config.warmup_steps == 2
     assert "warmup_steps=1000" in capsys.readouterr().err
+
+
+def test_progress_bar_leaves_the_compile_step_out(capsys):
+    """The first step's time (compilation) counts neither in the elapsed time nor in the rate,
+    so the ETA of the remaining steps is not inflated by it."""
+    bar = run_log.StepBar(total=1000, initial=0, disable=False)
+    time.sleep(1.0)  # the first step compiles
+    for _ in range(10):
+        bar.step_done(1000)
+    elapsed, n = bar.bar.format_dict["elapsed"], bar.bar.format_dict["n"]
+    bar.close()
+    assert n == 10 and elapsed < 0.5
 
 
 # ----------------------------------------------------------------------------- the loop
@@ -221,7 +243,7 @@ def test_init_from_fine_tunes_a_trained_model(trained, tmp_path):
     config, source = trained
     _, expected = checkpoints.load_model(source)
     tuned = tiny_config(init_from=source, num_train_steps=1, warmup_steps=0, learning_rate=0.0, val_data="")
-    model = train_lib.make_model(tuned)
+    model = train_state.make_model(tuned)
     jax.tree.map(np.testing.assert_array_equal, train_lib.initial_params(tuned, model), expected["params"])
     train_lib.train_and_evaluate(tuned, str(tmp_path))  # a zero learning rate keeps them (EMA: to rounding)
     _, got = checkpoints.load_model(str(tmp_path))
@@ -250,7 +272,7 @@ def test_export_writes_a_model_folder_once(trained, tmp_path, capsys):
 def test_init_from_another_architecture_is_a_clear_error(trained):
     config = tiny_config(init_from=trained[1], wf=8)
     with pytest.raises(ValueError, match=r"init_from=.* holds D2LNet\(in_chn=3, wf=4, .*builds D2LNet\(in_chn=3, wf=8"):
-        train_lib.initial_params(config, train_lib.make_model(config))
+        train_lib.initial_params(config, train_state.make_model(config))
 
 
 class StopAt:
@@ -296,26 +318,30 @@ import jax
 import numpy as np
 sys.path.insert(0, {root!r})
 from tests.test_train import tiny_config
-from d2ljax import train_lib
+from d2ljax import schedules, train_state
+from d2ljax.stop_signals import StopSignals
 
 process_id, num_processes, port, devices, out = sys.argv[1:]
 if int(num_processes) > 1:
     jax.distributed.initialize(f"127.0.0.1:{{port}}", int(num_processes), int(process_id))
 config = tiny_config(batch_size=8)
-model = train_lib.make_model(config)
-lr_fn = train_lib.create_learning_rate_fn(config)
-tx = train_lib.create_optimizer(config)
-mesh = train_lib.make_mesh(jax.devices()[:int(devices)])
-state = train_lib.create_train_state(config, model, tx, mesh)
-step = train_lib.make_train_step(config, model, tx, lr_fn, mesh)
+model = train_state.make_model(config)
+lr_fn = schedules.create_learning_rate_fn(config)
+tx = train_state.create_optimizer(config)
+mesh = train_state.make_mesh(jax.devices()[:int(devices)])
+state = train_state.create_train_state(config, model, tx, mesh)
+step = train_state.make_train_step(config, model, tx, lr_fn, mesh)
 rng = np.random.default_rng(0)
 batch = [rng.uniform(size=(8, 16, 16, 3)).astype(np.float32) for _ in range(2)]
 rows = slice(int(process_id) * 8 // int(num_processes), (int(process_id) + 1) * 8 // int(num_processes))
 losses = []
 for _ in range(2):
-    state, metrics = step(state, train_lib.global_batch([x[rows] for x in batch], mesh),
-                          train_lib.schedule_span(0, config.num_train_steps))
+    state, metrics = step(state, train_state.global_batch([x[rows] for x in batch], mesh),
+                          schedules.schedule_span(0, config.num_train_steps))
     losses.append(float(metrics["loss"]))
+signals = StopSignals()  # the last process alone was signalled: every process stops for it
+signals.signum = 15 if int(process_id) == int(num_processes) - 1 else 0
+assert signals.agreed() == 15
 if jax.process_index() == 0:
     flat = {{jax.tree_util.keystr(k): np.asarray(v) for k, v in jax.tree_util.tree_leaves_with_path(state.params)}}
     np.savez(out, losses=np.array(losses), **flat)
@@ -323,7 +349,8 @@ if jax.process_index() == 0:
 
 
 def run_step_script(tmp_path, host_devices: int, devices: int, num_processes: int = 1):
-    """Two train steps on a fixed global batch; returns the .npz of losses and parameters."""
+    """Two train steps on a fixed global batch, then a check that all processes agree to stop
+    for a signal one of them received; returns the .npz of losses and parameters."""
     script = tmp_path / "step.py"
     script.write_text(STEP_SCRIPT.format(root=str(ROOT)))
     out = tmp_path / f"{num_processes}x{devices}.npz"
