@@ -48,7 +48,7 @@ def main(argv):
     if not workdir:
         console.error("--workdir is required: the folder to train in (--help lists the flags)")
         sys.exit(2)
-    console.check_output_folder("--workdir", workdir)
+    console.check_output(workdir, "--workdir", folder=True)
     if FLAGS.distributed:
         jax.distributed.initialize(FLAGS.coordinator_address, FLAGS.num_processes, FLAGS.process_id)
     logging.info("JAX process %d/%d, %d local / %d devices", jax.process_index(), jax.process_count(),

@@ -147,20 +147,6 @@ def unknown_config_field(e: Exception) -> str | None:
     return f"no config field {field!r}" + (f" (did you mean {suggestion.group(1)!r}?)" if suggestion else "")
 
 
-def check_output_folder(flag: str, path: str) -> None:
-    """Makes sure `path`, given with the option `flag`, is a writable folder (created when
-    missing), so that a bad output is reported before any long work: ValueError naming the
-    flag and the problem."""
-    if os.path.exists(path) and not os.path.isdir(path):
-        raise ValueError(f"{flag} {path}: is a file, not a folder")
-    try:
-        os.makedirs(path, exist_ok=True)
-    except OSError as e:
-        raise ValueError(f"{flag} {path}: cannot create folder ({e.strerror}: {e.filename})") from None
-    if not os.access(path, os.W_OK | os.X_OK):
-        raise ValueError(f"{flag} {path}: folder is not writable")
-
-
 def run_absl_main(main: Callable[[list[str]], None]) -> Callable[[list[str]], None]:
     """Wraps an absl main: quiet libraries; a user mistake is one line and exit status 2
     (with --verbosity=1, the traceback as well)."""

@@ -8,7 +8,7 @@ from __future__ import annotations
 import jax
 import ml_collections
 
-from d2ljax import samples
+from d2ljax import jpeg, samples
 from d2ljax.imageio import MODES
 from d2ljax.run_log import say
 from d2ljax.schedules import SCHEDULES
@@ -28,8 +28,13 @@ def require(ok: bool, message: str) -> None:
 
 
 def _check_qfs(name: str, qfs) -> None:
-    require(len(qfs) > 0 and all(isinstance(q, int) and 1 <= q <= 100 for q in qfs),
-            f"config.{name}={qfs!r}: JPEG quality factors must be integers in [1, 100]")
+    """At least one QF, each one by the library's QF rule (jpeg.check_quality)."""
+    require(len(qfs) > 0, f"config.{name}={qfs!r}: needs at least one JPEG quality factor")
+    for q in qfs:
+        try:
+            jpeg.check_quality(q)
+        except ValueError as e:
+            raise ConfigError(f"config.{name}={qfs!r}: {e}") from None
 
 
 def check_config(config: ml_collections.ConfigDict, device_count: int | None = None,
