@@ -165,11 +165,23 @@ def parse_settings(items: list[str]) -> dict:
     return settings
 
 
+def parent_metadata(init_from: str) -> dict | None:
+    """model.json of the model a run started from; None when it started afresh or that model is
+    not at hand (its history is then left out)."""
+    try:
+        return checkpoints.read_model_json(pretrained.resolve(init_from)) if init_from else None
+    except pretrained.UnknownModelError:
+        return None
+
+
 def run_export(args: argparse.Namespace) -> int:
-    """Writes a training workdir's parameters (--weights) and model.json as a model folder."""
+    """Writes a training workdir's parameters (--weights) and model.json as a model folder, with
+    the training history: the runs of the model it started from, then this workdir's."""
     check_new_folder(args.outdir, args.overwrite)
     settings = parse_settings(args.set)
     metadata = checkpoints.read_model_json(args.workdir)
+    parent = parent_metadata(metadata.get("init_from", ""))
+    metadata = checkpoints.with_history(metadata, checkpoints.training_run(args.workdir), parent)
     model, variables = checkpoints.load_model(args.workdir, weights=args.weights)
     checkpoints.save_model(args.outdir, model, variables, overwrite=args.overwrite,
                            metadata={**metadata, "weights": args.weights, **settings})

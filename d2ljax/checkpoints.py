@@ -86,6 +86,44 @@ def load_model(directory: str, dtype=None, weights: str = "ema") -> tuple[D2LNet
     return model, load_workdir_variables(directory, target, weights)
 
 
+# ----------------------------------------------------------------------------- training history
+SESSIONS_JSONL = "sessions.jsonl"  # in a workdir: one line per train.py invocation
+RECIPE_FIELDS = ("train_data", "mode", "qf", "qf_range", "qf_range_prob", "misalign", "patch_size",
+                 "batch_size", "learning_rate", "schedule", "warmup_steps", "time_budget_s", "seed")
+
+
+def training_run(workdir: str) -> dict:
+    """A workdir's training as one entry of model.json's "runs": what it started from, its
+    recipe (config.json), the steps it trained, and the wall-clock and CPU hours of the
+    sessions that trained it (sessions.jsonl, written by the trainer)."""
+    with open(os.path.join(workdir, "config.json")) as f:
+        config = json.load(f)
+    sessions = []
+    if os.path.isfile(os.path.join(workdir, SESSIONS_JSONL)):
+        with open(os.path.join(workdir, SESSIONS_JSONL)) as f:
+            sessions = [json.loads(line) for line in f if line.strip()]
+    return {"init_from": config.get("init_from", ""),
+            "recipe": {k: config[k] for k in RECIPE_FIELDS if k in config},
+            "steps": max((s["end_step"] for s in sessions), default=None),
+            "wall_hours": round(sum(s["wall_s"] for s in sessions) / 3600, 3),
+            "cpu_hours": round(sum(s["cpu_s"] for s in sessions) / 3600, 3),
+            "sessions": [{k: s[k] for k in ("date", "start_step", "end_step")} for s in sessions]}
+
+
+def with_history(metadata: Mapping[str, Any], run: Mapping[str, Any], parent: Mapping[str, Any] | None) -> dict:
+    """model.json for an export: `metadata` with "runs" (the parent model's runs, then this
+    one), "total_train_steps" and "total_cpu_hours" over them. A parent without "runs" counts
+    as one run of its total_train_steps (hours unknown)."""
+    earlier = []
+    if parent:
+        earlier = parent.get("runs") or [{"steps": parent.get("total_train_steps", parent.get("num_train_steps")),
+                                          "description": parent.get("training", "")}]
+    runs = [*earlier, dict(run)]
+    return {**metadata, "runs": runs,
+            "total_train_steps": sum(r.get("steps") or 0 for r in runs),
+            "total_cpu_hours": round(sum(r.get("cpu_hours") or 0 for r in runs), 3)}
+
+
 # ----------------------------------------------------------------------------- training checkpoints
 def checkpoint_manager(workdir: str, keep: int = 1, read_only: bool = False) -> ocp.CheckpointManager:
     """WORKDIR/checkpoints: async saves, keeping the latest `keep` and the best by BEST_METRIC."""

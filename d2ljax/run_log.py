@@ -13,7 +13,7 @@ import numpy as np
 from tqdm import tqdm
 
 from d2ljax import console
-from d2ljax.checkpoints import BEST_METRIC
+from d2ljax.checkpoints import BEST_METRIC, SESSIONS_JSONL
 
 
 class MetricWriter:
@@ -125,6 +125,17 @@ class StepBar:
 
     def close(self) -> None:
         self.bar.close()
+
+
+def record_session(workdir: str, start_step: int, end_step: int, wall_s: float, cpu_s: float) -> None:
+    """Appends one train.py invocation to WORKDIR/sessions.jsonl (process 0): export sums them
+    into model.json's training history (checkpoints.training_run)."""
+    if jax.process_index() != 0:
+        return
+    row = {"date": time.strftime("%Y-%m-%d %H:%M", time.gmtime()), "start_step": start_step, "end_step": end_step,
+           "wall_s": round(wall_s, 1), "cpu_s": round(cpu_s, 1)}
+    with open(os.path.join(workdir, SESSIONS_JSONL), "a") as f:
+        f.write(json.dumps(row) + "\n")
 
 
 def say(message: str) -> None:

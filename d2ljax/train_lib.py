@@ -26,7 +26,7 @@ import orbax.checkpoint as ocp
 from d2ljax import checkpoints
 from d2ljax.checkpoints import BEST_METRIC, checkpoint_manager
 from d2ljax.model import D2LNet, forward_flops
-from d2ljax.run_log import MetricWriter, StepBar, say, summarise, throughput
+from d2ljax.run_log import MetricWriter, StepBar, record_session, say, summarise, throughput
 from d2ljax.schedules import BudgetClock, create_learning_rate_fn
 from d2ljax.stop_signals import StopSignals, TrainingInterrupted
 from d2ljax.train_config import prepared_config, require, trained_qualities
@@ -101,7 +101,7 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> dict[
     """Trains (resuming from the workdir) to config.num_train_steps, or until config.time_budget_s
     runs out; returns the last step and its logged summary. Raises TrainingInterrupted (a
     KeyboardInterrupt) after saving the step at which SIGINT or SIGTERM stopped it."""
-    started_at = time.monotonic()
+    started_at, cpu_at_start = time.monotonic(), time.process_time()
     config = prepared_config(config)
     workdir = os.path.abspath(os.path.expanduser(workdir))
     mesh = make_mesh()
@@ -157,6 +157,7 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> dict[
                                  metrics={BEST_METRIC: summary[BEST_METRIC]} if val_pairs else None)
                 bar.step_done(clock.end)
         bar.close()
+    record_session(workdir, start, step, time.monotonic() - started_at, time.process_time() - cpu_at_start)
     if stop_signal:
         raise TrainingInterrupted(step, stop_signal)
     if step < config.num_train_steps:

@@ -269,6 +269,27 @@ def test_export_writes_a_model_folder_once(trained, tmp_path, capsys):
     assert main(["export", workdir, str(tmp_path / "other"), "--set", "qf"]) == 2
 
 
+def test_export_chains_the_training_history(trained, tmp_path):
+    """model.json's "runs": the model a run started from, then the run; totals over them."""
+    from d2ljax.__main__ import main
+    config, workdir = trained
+    first = str(tmp_path / "first")
+    assert main(["export", workdir, first]) == 0
+    history = checkpoints.read_model_json(first)
+    (run,) = history["runs"]
+    assert (run["steps"], run["init_from"], run["recipe"]["learning_rate"]) == (60, "", config.learning_rate)
+    assert [(s["start_step"], s["end_step"]) for s in run["sessions"]] == [(0, 60)]
+    assert 0 < run["cpu_hours"] and 0 < run["wall_hours"] and history["total_train_steps"] == 60
+    tuned = str(tmp_path / "tuned")
+    train_lib.train_and_evaluate(tiny_config(init_from=first, num_train_steps=4, learning_rate=1e-3), tuned)
+    second = str(tmp_path / "second")
+    assert main(["export", tuned, second]) == 0
+    chained = checkpoints.read_model_json(second)
+    assert chained["runs"][0] == run and chained["runs"][1]["init_from"] == first
+    assert (chained["runs"][1]["steps"], chained["total_train_steps"]) == (4, 64)
+    assert chained["total_cpu_hours"] == pytest.approx(run["cpu_hours"] + chained["runs"][1]["cpu_hours"], abs=1e-3)
+
+
 def test_init_from_another_architecture_is_a_clear_error(trained):
     config = tiny_config(init_from=trained[1], wf=8)
     with pytest.raises(ValueError, match=r"init_from=.* holds D2LNet\(in_chn=3, wf=4, .*builds D2LNet\(in_chn=3, wf=8"):
