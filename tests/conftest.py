@@ -1,4 +1,6 @@
-"""Shared test setup and helpers: where ../shared lives, random model variables, Ctrl-C to a subprocess."""
+"""Shared test setup and helpers: where ../shared lives, random model variables, quick compiles,
+Ctrl-C to a subprocess."""
+import contextlib
 import signal
 import time
 from pathlib import Path
@@ -33,6 +35,22 @@ def random_variables(model, seed: int = 0, scale: float = 0.05) -> dict:
     rng = np.random.default_rng(seed)
     return jax.tree_util.tree_unflatten(
         treedef, [(scale * rng.standard_normal(leaf.shape)).astype(np.float32) for leaf in leaves])
+
+
+@contextlib.contextmanager
+def quick_compiles(cache_dir):
+    """Quick, unoptimised CPU compiles in this process, cached in `cache_dir` (so that runs in
+    subprocesses given the yielded settings as environment variables compile the same way)."""
+    settings = {"jax_disable_most_optimizations": True, "jax_compilation_cache_dir": str(cache_dir),
+                "jax_persistent_cache_min_compile_time_secs": 0}
+    saved = {k: jax.config.values[k] for k in settings}
+    for k, v in settings.items():
+        jax.config.update(k, v)
+    try:
+        yield settings
+    finally:
+        for k, v in saved.items():
+            jax.config.update(k, v)
 
 
 def lowered(fn, *args, platform: str) -> str:

@@ -21,6 +21,7 @@ sys.path.insert(0, str(ROOT))  # the configs/ folder
 from configs import blind, bsds, default, qf10, qf20, qf30, quickstart  # noqa: E402
 from d2ljax import checkpoints, run_log, samples, schedules, train_config, train_lib, train_state  # noqa: E402
 from d2ljax.imageio import SAMPLE_PHOTOS_DIR  # noqa: E402
+from conftest import quick_compiles  # noqa: E402
 
 CONFIG_MODULES = (default, qf10, qf20, qf30, blind, quickstart)
 
@@ -38,15 +39,8 @@ def tiny_config(**overrides):
 @pytest.fixture(scope="module", autouse=True)
 def fast_compiles(tmp_path_factory):
     """Quick, unoptimised CPU compiles, shared between runs through a persistent cache."""
-    settings = {"jax_disable_most_optimizations": True,
-                "jax_compilation_cache_dir": str(tmp_path_factory.mktemp("xla_cache")),
-                "jax_persistent_cache_min_compile_time_secs": 0}
-    saved = {k: jax.config.values[k] for k in settings}
-    for k, v in settings.items():
-        jax.config.update(k, v)
-    yield
-    for k, v in saved.items():
-        jax.config.update(k, v)
+    with quick_compiles(tmp_path_factory.mktemp("xla_cache")):
+        yield
 
 
 def read_losses(workdir) -> dict[int, float]:

@@ -9,10 +9,10 @@ import sys
 import time
 from pathlib import Path
 
-import jax
 import pytest
 
 from d2ljax import checkpoints, console, samples, stop_signals, train_lib
+from conftest import quick_compiles
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))  # the configs/ folder
@@ -29,16 +29,9 @@ INTERRUPTED = "interrupted at step {}; checkpoint saved; rerun the same command 
 def env(tmp_path_factory):
     """Quick, unoptimised compiles, cached between the subprocesses and this process (whose
     runs must compile the same way to give the same losses)."""
-    settings = {"jax_disable_most_optimizations": True,
-                "jax_compilation_cache_dir": str(tmp_path_factory.mktemp("xla_cache")),
-                "jax_persistent_cache_min_compile_time_secs": 0}
-    saved = {k: jax.config.values[k] for k in settings}
-    for k, v in settings.items():
-        jax.config.update(k, v)
-    yield {**os.environ, "PYTHONPATH": str(ROOT), "D2LJAX_HUGE_PAGES": "0",
-           **{k.upper(): str(int(v) if isinstance(v, bool) else v) for k, v in settings.items()}}
-    for k, v in saved.items():
-        jax.config.update(k, v)
+    with quick_compiles(tmp_path_factory.mktemp("xla_cache")) as settings:
+        yield {**os.environ, "PYTHONPATH": str(ROOT), "D2LJAX_HUGE_PAGES": "0",
+               **{k.upper(): str(int(v) if isinstance(v, bool) else v) for k, v in settings.items()}}
 
 
 def train_command(workdir, *flags) -> list[str]:
