@@ -3,6 +3,7 @@
     python -m benchmarks.cpu_breakdown               # all four parts, 128x128
     python -m benchmarks.cpu_breakdown --parts=forward,step --size=256
     python -m benchmarks.cpu_breakdown --parts=forward --model=16x3   # the small model
+    python -m benchmarks.cpu_breakdown --parts=step --model=16x3 --size=64 --batch=16   # its training recipe
 
 Run it as a module from the repository root: it imports benchmarks.model_speed and conv_grad.
 
@@ -59,14 +60,14 @@ def step_fn(model, variables, x):
     return jax_train_step(model, variables["params"], x)[0]
 
 
-def breakdown(case: str, size: int, repeats: int, wf: int = 64, depth: int = 4) -> None:
+def breakdown(case: str, size: int, repeats: int, wf: int = 64, depth: int = 4, batch: int = 1) -> None:
     """Times `case` ("forward": forward_fn, "step": step_fn) for the RGB model of width wf and depth `depth`,
     then with its 3x3 convolutions, the strided 4x4 downsampling and the Fourier branches replaced in turn by
     near-free ops."""
     make = {"forward": forward_fn, "step": step_fn}[case]
     model = d2l.D2LNet(3, wf, depth)
-    x = jax.random.uniform(jax.random.PRNGKey(0), (1, size, size, 3))
-    variables = jax.jit(model.init)(jax.random.PRNGKey(0), x)
+    x = jax.random.uniform(jax.random.PRNGKey(0), (batch, size, size, 3))
+    variables = jax.jit(model.init)(jax.random.PRNGKey(0), x[:1])
 
     def seconds():  # fresh parameters for each: the train step donates its inputs
         return timed(make(model, jax.tree.map(jnp.copy, variables), x), repeats)
@@ -78,7 +79,7 @@ def breakdown(case: str, size: int, repeats: int, wf: int = 64, depth: int = 4) 
             no_down = seconds()
             with mock.patch.object(d2l, "fourier_branch", lambda x_res, mode, edit: x_res):
                 rest = seconds()
-    print(f"{case} {size}x{size}, wf {wf} depth {depth}: {full:.3f} s; 3x3 convolutions {full - no_3x3:.3f} s "
+    print(f"{case} {batch}x{size}x{size}, wf {wf} depth {depth}: {full:.3f} s; 3x3 convolutions {full - no_3x3:.3f} s "
           f"({(full - no_3x3) / full:.0%}), 4x4 downsampling {no_3x3 - no_down:.3f} s, Fourier branches "
           f"{no_down - rest:.3f} s ({(no_down - rest) / full:.0%}), the rest {rest:.3f} s", flush=True)
 
@@ -136,10 +137,11 @@ def main():
     parser.add_argument("--size", type=int, default=128)
     parser.add_argument("--repeats", type=int, default=5)
     parser.add_argument("--model", default="64x4", help="WFxDEPTH of the forward and step parts")
+    parser.add_argument("--batch", type=int, default=1, help="images per forward pass or step (forward, step)")
     args = parser.parse_args()
     wf, depth = map(int, args.model.split("x"))
-    parts = {"forward": functools.partial(breakdown, "forward", wf=wf, depth=depth),
-             "step": functools.partial(breakdown, "step", wf=wf, depth=depth),
+    parts = {"forward": functools.partial(breakdown, "forward", wf=wf, depth=depth, batch=args.batch),
+             "step": functools.partial(breakdown, "step", wf=wf, depth=depth, batch=args.batch),
              "chain": chain, "patches": patches}
     for name in args.parts.split(","):
         parts[name](args.size, args.repeats)

@@ -37,6 +37,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import resource
 import time
 
 import jax
@@ -111,7 +112,7 @@ def photo_part(model, variables, image: np.ndarray, size: tuple[int, int], qf: i
     resized = np.asarray(Image.fromarray(image).resize((width, height), Image.LANCZOS))
     photo = jpeg.compress(resized, qf)
     x = photo if photo.ndim == 3 else photo[..., None]
-    tile = min(options.tile, height), min(options.tile, width)
+    tile = tuple(restoration.tile_length(n, options.tile, options.overlap, options.bucket) for n in (height, width))
     start = time.perf_counter()
     restoration.run_bucketed(model, variables, [x[:tile[0], :tile[1]]], options)  # compiles the tile's program
     first_tile = time.perf_counter() - start
@@ -120,11 +121,13 @@ def photo_part(model, variables, image: np.ndarray, size: tuple[int, int], qf: i
     seconds = time.perf_counter() - start
     count = (len(restoration.tile_starts(height, tile[0], options.overlap))
              * len(restoration.tile_starts(width, tile[1], options.overlap)))
+    peak_gib = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 2 ** 20  # KiB on Linux
     row = {"width": width, "height": height, "megapixels": width * height / 1e6, "tiles": count,
-           "first_tile_s": first_tile, "seconds": seconds, "mp_per_s": width * height / 1e6 / seconds}
+           "first_tile_s": first_tile, "seconds": seconds, "mp_per_s": width * height / 1e6 / seconds,
+           "peak_rss_gib": peak_gib}
     print(f"photo {width}x{height} ({row['megapixels']:.1f} MP, {count} tiles of {tile[1]}x{tile[0]}): "
-          f"{seconds:.1f} s ({row['mp_per_s']:.3f} MP/s) after a first tile with compile of {first_tile:.1f} s",
-          flush=True)
+          f"{seconds:.1f} s ({row['mp_per_s']:.3f} MP/s) after a first tile with compile of {first_tile:.1f} s; "
+          f"peak resident memory {peak_gib:.2f} GiB", flush=True)
     return row
 
 

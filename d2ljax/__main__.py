@@ -270,4 +270,7 @@ def main(argv: list[str] | None = None) -> int:
 
 
 if __name__ == "__main__":
+    if sys.argv[1:2] == ["restore"]:
+        from d2ljax.cpu import hostmem
+        hostmem.rerun_with_huge_pages()  # glibc reads the setting at start-up only
     sys.exit(main())

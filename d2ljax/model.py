@@ -93,10 +93,13 @@ class Conv1x1(nn.Module):
 class UpConv2x2(nn.Module):
     """PyTorch's ConvTranspose2d(kernel 2, stride 2) as one matrix product and a reshape.
 
-    The 2x2 output blocks do not overlap, so out[n, 2i+a, 2j+b] = x[n, i, j] @ kernel[a, b].T.
-    Parameters are those of `nn.ConvTranspose(..., transpose_kernel=True)`: kernel
-    (2, 2, out, in) and bias. XLA's CPU gradient of the transposed convolution is far slower
-    than this one's (benchmarks/README.md).
+    The 2x2 output blocks do not overlap, so out[n, 2i+a, 2j+b] = x[n, i, j] @ kernel[a, b].T:
+    one (pixels, C_in) x (C_in, 4 C_out) product whose columns are (a, b, out), then the rows a
+    moved beside h. Parameters are those of `nn.ConvTranspose(..., transpose_kernel=True)`:
+    kernel (2, 2, out, in) and bias. XLA's CPU gradient of the transposed convolution is far
+    slower than this one's, and so was that of one einsum straight into (n, h, a, w, b, out),
+    whose weight gradient transposed the output gradient element by element
+    (benchmarks/README.md).
     """
     features: int
     dtype: Optional[Dtype] = None
@@ -105,9 +108,16 @@ class UpConv2x2(nn.Module):
     def __call__(self, x):
         kernel, bias = _kernel_and_bias(self, (2, 2, self.features, x.shape[-1]), self.features, True)
         x, kernel, bias = nn.dtypes.promote_dtype(x, kernel, bias, dtype=self.dtype)
-        n, h, w, _ = x.shape
-        y = jnp.einsum("nhwc,abfc->nhawbf", x, kernel).reshape(n, 2 * h, 2 * w, self.features)
-        return y + bias
+        return up_convolve_2x2(x, kernel) + bias
+
+
+def up_convolve_2x2(x: jnp.ndarray, kernel: jnp.ndarray) -> jnp.ndarray:
+    """`UpConv2x2` without the bias: (N, H, W, in) and kernel (2, 2, out, in) -> (N, 2H, 2W, out)."""
+    n, h, w, c = x.shape
+    features = kernel.shape[2]
+    blocks = x.reshape(-1, c) @ kernel.transpose(3, 0, 1, 2).reshape(c, 4 * features)  # columns (a, b, out)
+    y = blocks.reshape(n, h, w, 2, 2 * features).transpose(0, 1, 3, 2, 4)
+    return y.reshape(n, 2 * h, 2 * w, features)
 
 
 def _leaky(x: jnp.ndarray, slope: float) -> jnp.ndarray:
@@ -186,7 +196,8 @@ def fourier_branch(x_res, mode: str, edit):
     convs). Computed on the one-sided spectrum (rfft2): the full spectrum of the real map
     x_res is Hermitian, so its values at -k follow from those at k (`spectral.mirror`).
     Amplitude mode keeps that symmetry (the amplitude is even and the edit acts bin by bin),
-    so the edited half spectrum is A' z/|z| and irfft2 inverts it directly. Phase mode breaks
+    so the edited half spectrum is A' z/|z| (`spectral.with_amplitude`) and irfft2 inverts it
+    directly. Phase mode breaks
     it (the edit's biases and LeakyReLU do not commute with P -> -P), so its real inverse is
     taken through the Hermitian part. Same result as the full FFT2 with half the FFT work.
     """
@@ -196,7 +207,7 @@ def fourier_branch(x_res, mode: str, edit):
     spectrum = spectral.rfft2(jnp.moveaxis(x_res, -1, 1))  # (N, C, H, W//2+1)
     amp = spectral.amplitude(spectrum)
     if mode == "amplitude":
-        f = spectral.irfft2(edit(amp) * spectral.unit_phasor(spectrum), height, width)
+        f = spectral.irfft2(spectral.with_amplitude(spectrum, amp, edit(amp)), height, width)
     else:
         pha = spectral.phase(spectrum)
         amp_m, pha_m = spectral.mirror(amp, width, odd=False), spectral.mirror(pha, width, odd=True)

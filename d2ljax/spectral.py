@@ -133,12 +133,16 @@ def _sincos_jvp(primals, tangents):
     return (sin, cos), (cos * dx, -sin * dx)
 
 
-def unit_phasor(z: jnp.ndarray) -> jnp.ndarray:
-    """exp(i angle(z)) = z / |z| without the angle (1 where z == 0, as angle(0) = 0), with a
-    zero (not NaN) gradient there."""
-    nz = _nonzero(z)
-    safe = jnp.where(nz, z, jnp.ones((), z.dtype))
-    return jnp.where(nz, safe / jnp.abs(safe), jnp.ones((), z.dtype))
+def with_amplitude(z: jnp.ndarray, amp: jnp.ndarray, new_amp: jnp.ndarray) -> jnp.ndarray:
+    """new_amp * exp(i angle(z)), given amp = `amplitude(z)`: z scaled by the real new_amp / amp
+    (new_amp itself where z == 0, as angle(0) = 0), with a zero (not NaN) gradient there.
+
+    Real arithmetic: new_amp * z / |z| as a complex division was a large part of the amplitude
+    branches' time on XLA:CPU (benchmarks/README.md).
+    """
+    nz = amp > 0
+    scale = new_amp / jnp.where(nz, amp, jnp.ones((), amp.dtype))
+    return lax.complex(jnp.where(nz, z.real * scale, new_amp), jnp.where(nz, z.imag * scale, jnp.zeros((), amp.dtype)))
 
 
 def from_polar(amp: jnp.ndarray, pha: jnp.ndarray) -> jnp.ndarray:

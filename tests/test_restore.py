@@ -187,6 +187,16 @@ def test_tiles_cover_and_blend_exactly():
     assert np.allclose(weights, 1.0)  # half-cosine ramps of two neighbours sum to one
 
 
+def test_tile_length_keeps_the_tile_count_with_less_area():
+    for length, tile, overlap, bucket in ((4000, 1024, 128, 64), (3000, 1024, 128, 64), (1025, 1024, 128, 64),
+                                          (200, 64, 8, 1), (129, 64, 0, 16), (1000, 1000, 100, 64), (50, 64, 8, 16)):
+        side = restoration.tile_length(length, tile, overlap, bucket)
+        count = len(restoration.tile_starts(length, min(tile, length), overlap))
+        assert side <= min(tile, length) and len(restoration.tile_starts(length, side, overlap)) == count
+        assert side == length or side == tile or side % max(bucket, 1) == 0
+    assert restoration.tile_length(4000, 1024, 128, 64) == 960 and restoration.tile_length(3000, 1024, 128, 64) == 896
+
+
 def test_tiled_restoration_close_to_whole(rgb_model, identity_model):
     """Blending is exact (identity model) and tiles change a random model's output very little."""
     image = photo(100, 150)
