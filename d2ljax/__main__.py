@@ -259,6 +259,10 @@ def build_parser() -> Parser:
 
 
 def main(argv: list[str] | None = None) -> int:
+    """The `d2ljax` command (also `python -m d2ljax`); `argv` None: this process's arguments."""
+    if argv is None and sys.argv[1:2] == ["restore"]:
+        from d2ljax.cpu import hostmem
+        hostmem.rerun_with_huge_pages()  # glibc reads the setting at start-up only
     args = build_parser().parse_args(argv)
     try:
         return args.run(args)
@@ -270,7 +274,4 @@ def main(argv: list[str] | None = None) -> int:
 
 
 if __name__ == "__main__":
-    if sys.argv[1:2] == ["restore"]:
-        from d2ljax.cpu import hostmem
-        hostmem.rerun_with_huge_pages()  # glibc reads the setting at start-up only
     sys.exit(main())
