@@ -414,7 +414,7 @@ def write_photo(photo: Photo, path: str, fmt: str = "png") -> None:
 class RestoreInfo:
     """What `restore(..., return_info=True)` chose."""
     model: str  # the chosen model's name ("model" for one given as (model, variables))
-    trained: str  # what it was trained for, e.g. "color_blind (color, QF 10-90)"
+    trained: str  # what it was trained for, e.g. "color_blind (color, QF 10-95)"
     quality: Optional[int]  # the JPEG quality it was chosen for (given or estimated); None: no JPEG history
     strength: float = 1.0  # 1: the model's output, 0: the photo unchanged, between: a blend (rule_strength)
     reason: str = dataclasses.field(default="", compare=False)  # the choice in words, as --verbose says it

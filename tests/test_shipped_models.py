@@ -10,7 +10,7 @@ from d2ljax.imageio import read_image
 from d2ljax.inference import apply_image
 from d2ljax.jpeg import compress
 
-SHIPPED = {"gray_qf10": (1, [10]), "gray_qf20": (1, [20]), "color_qf10": (3, [10]), "gray_blind": (1, "10-90"), "color_blind": (3, "10-90")}
+SHIPPED = {"gray_qf10": (1, [10]), "gray_qf20": (1, [20]), "color_qf10": (3, [10]), "gray_blind": (1, "10-90"), "color_blind": (3, "10-95")}
 BUDGET_BYTES = 20 * 1024 * 1024
 
 

@@ -21,7 +21,6 @@ sys.path.insert(0, str(ROOT))  # the configs/ folder
 from configs import blind, bsds, default, qf10, qf20, qf30, quickstart  # noqa: E402
 from d2ljax import checkpoints, run_log, samples, schedules, train_config, train_lib, train_state  # noqa: E402
 from d2ljax.imageio import SAMPLE_PHOTOS_DIR  # noqa: E402
-from conftest import quick_compiles  # noqa: E402
 
 CONFIG_MODULES = (default, qf10, qf20, qf30, blind, quickstart)
 
@@ -39,6 +38,7 @@ def tiny_config(**overrides):
 @pytest.fixture(scope="module", autouse=True)
 def fast_compiles(tmp_path_factory):
     """Quick, unoptimised CPU compiles, shared between runs through a persistent cache."""
+    from conftest import quick_compiles  # here: subprocess scripts import this module without pytest
     with quick_compiles(tmp_path_factory.mktemp("xla_cache")):
         yield
 
