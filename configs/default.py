@@ -64,8 +64,10 @@ def get_config(arg: str = "") -> ml_collections.ConfigDict:
     config.grad_clip_norm = 0.0  # clip the global gradient norm to this (0: off)
     config.ema_decay = 0.999  # EMA of the parameters, used for validation and export (0: off)
     config.num_train_steps = 200_000
-    config.time_budget_s = 0.0  # stop after the step that crosses this wall-clock budget, save,
-    # validate and exit 0; rerunning resumes (0: no budget)
+    config.time_budget_s = 0.0  # stop after the step that crosses this budget, save, validate
+    # and exit 0; rerunning resumes (0: no budget)
+    config.budget_clock = "wall"  # the budget's clock: 'wall', or 'cpu' (this process's CPU time:
+    # a run's cost on a shared machine)
     config.budget_decay_fraction = 0.2  # 'budget' schedule: share of the run spent decaying
 
     # ---- feedback and checkpoints (in the workdir)

@@ -11,7 +11,7 @@ import ml_collections
 from d2ljax import jpeg, samples
 from d2ljax.imageio import MODES
 from d2ljax.run_log import say
-from d2ljax.schedules import SCHEDULES
+from d2ljax.schedules import BUDGET_CLOCKS, SCHEDULES
 from d2ljax.train_state import DTYPES
 
 # config.input_pipeline: 'auto' picks samples.default_pipeline() when the run starts.
@@ -60,6 +60,8 @@ def check_config(config: ml_collections.ConfigDict, device_count: int | None = N
     require(config.warmup_steps >= 0, f"config.warmup_steps={config.warmup_steps} must be >= 0")
     require(config.schedule in SCHEDULES, f"config.schedule={config.schedule!r}: must be one of {SCHEDULES}")
     require(config.time_budget_s >= 0, f"config.time_budget_s={config.time_budget_s} must be >= 0 (0: off)")
+    require(config.budget_clock in BUDGET_CLOCKS,
+            f"config.budget_clock={config.budget_clock!r}: must be one of {BUDGET_CLOCKS}")
     require(config.schedule != "budget" or config.time_budget_s > 0,
             "config.schedule='budget' spans the time budget: set config.time_budget_s > 0")
     require(0 < config.budget_decay_fraction <= 1,

@@ -27,7 +27,7 @@ from d2ljax import checkpoints
 from d2ljax.checkpoints import BEST_METRIC, checkpoint_manager
 from d2ljax.model import D2LNet, forward_flops
 from d2ljax.run_log import MetricWriter, StepBar, record_session, say, summarise, throughput
-from d2ljax.schedules import BudgetClock, create_learning_rate_fn
+from d2ljax.schedules import BudgetClock, clock_reading, create_learning_rate_fn
 from d2ljax.stop_signals import StopSignals, TrainingInterrupted
 from d2ljax.train_config import prepared_config, require, trained_qualities
 from d2ljax.train_state import (create_optimizer, create_train_state, export_params, global_batch, make_mesh,
@@ -102,6 +102,7 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> dict[
     runs out; returns the last step and its logged summary. Raises TrainingInterrupted (a
     KeyboardInterrupt) after saving the step at which SIGINT or SIGTERM stopped it."""
     started_at, cpu_at_start = time.monotonic(), time.process_time()
+    budget_started_at = clock_reading(config.budget_clock)
     config = prepared_config(config)
     workdir = os.path.abspath(os.path.expanduser(workdir))
     mesh = make_mesh()
@@ -119,7 +120,7 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> dict[
         say(f"{'resuming at step ' + str(start) if start else 'training'} D2LNet(in_chn={model.in_chn}, "
             f"wf={model.wf}, depth={model.depth}) on {config.mode} {config.patch_size}x{config.patch_size} "
             f"patches, batch {config.batch_size}, {config.input_pipeline} -> {workdir}")
-        clock = BudgetClock(config, start, started_at)
+        clock = BudgetClock(config, start, budget_started_at)
         step_fn = make_train_step(config, model, tx, lr_fn, mesh)
         batches = train_batches(config, start)
         closing_batches = contextlib.closing(batches) if hasattr(batches, "close") else contextlib.nullcontext()
@@ -161,8 +162,9 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> dict[
     if stop_signal:
         raise TrainingInterrupted(step, stop_signal)
     if step < config.num_train_steps:
-        reason = (f"time budget of {config.time_budget_s:g} s reached" if clock.out_of_time else
-                  f"the budget schedule's decay ended ({time.monotonic() - started_at:.0f} s of "
+        unit = "s" if config.budget_clock == "wall" else "CPU s"
+        reason = (f"time budget of {config.time_budget_s:g} {unit} reached" if clock.out_of_time else
+                  f"the budget schedule's decay ended ({clock.elapsed_s():.0f} {unit} of "
                   f"{config.time_budget_s:g})")
         say(f"{reason} after step {step}: checkpoint saved in {workdir}; rerun the same command to continue")
     return {"step": step, **summary}

@@ -92,6 +92,7 @@ def test_blind_recipe():
     ("dtype", "float16", "dtype='float16'"),
     ("input_pipeline", "torch", "input_pipeline='torch'"),
     ("time_budget_s", -1.0, "time_budget_s=-1.0"),
+    ("budget_clock", "gpu", "budget_clock='gpu': must be one of"),
     ("schedule", "budget", "schedule='budget' spans the time budget"),
 ])
 def test_bad_config_is_a_one_line_error(field, value, message):
@@ -174,6 +175,22 @@ def test_budget_clock_estimates_the_end_from_the_step_rate(monkeypatch):
     now[0] = 100.0
     clock.tick(600)
     assert clock.out_of_time and clock.finished(600)
+
+
+def test_budget_clock_can_count_cpu_time(monkeypatch):
+    """With budget_clock='cpu' the budget runs on the process's CPU time: waiting on the wall
+    clock (a paused or shared run) spends none of it."""
+    config = tiny_config(time_budget_s=10, budget_clock="cpu")
+    wall, cpu = [0.0], [0.0]
+    monkeypatch.setattr(schedules.time, "monotonic", lambda: wall[0])
+    monkeypatch.setattr(schedules.time, "process_time", lambda: cpu[0])
+    clock = schedules.BudgetClock(config, start_step=0, started_at=0.0)
+    wall[0], cpu[0] = 100.0, 9.0
+    clock.tick(1)
+    assert not clock.finished(1) and clock.elapsed_s() == 9.0
+    cpu[0] = 10.0
+    clock.tick(2)
+    assert clock.out_of_time
 
 
 def test_auto_input_pipeline_is_resolved_when_the_run_starts(monkeypatch):
