@@ -35,6 +35,9 @@ from d2ljax.model import D2LNet
 
 PACKAGE_MODELS = os.path.join(os.path.dirname(os.path.abspath(__file__)), "weights")
 BLIND = ((1, 100),)
+# The benchmark set whose measured gains (model.json "results") settle the choice between models
+# that fit a photo's quality equally well (restoration.choose_model); every shipped model has it.
+MEASURED_ON = "LIVE1"
 
 Qualities = Optional[tuple[tuple[int, int], ...]]
 ModelName = Union[str, os.PathLike]
@@ -130,6 +133,7 @@ class ModelEntry:
     qualities: Qualities
     loader: Callable[[], tuple[D2LNet, dict]] = dataclasses.field(repr=False)
     restore_rule: Optional[Mapping[str, float]] = None  # model.json's never-worse table (restoration.rule_strength)
+    gains: Optional[Mapping[int, float]] = None  # QF -> measured PSNR gain over JPEG on MEASURED_ON (dB)
 
     @functools.cached_property
     def loaded(self) -> tuple[D2LNet, dict]:
@@ -146,9 +150,16 @@ class ModelEntry:
         return f"{self.name} ({'gray' if self.in_chn == 1 else 'color'}, {trained})"
 
 
+def measured_gains(metadata: Mapping[str, Any]) -> Optional[dict[int, float]]:
+    """QF -> the model's PSNR gain over JPEG on MEASURED_ON, from model.json's "results" (None: none)."""
+    rows = metadata.get("results", {}).get(MEASURED_ON, {})
+    gains = {int(qf): row["psnr"] - row["jpeg_psnr"] for qf, row in rows.items() if {"psnr", "jpeg_psnr"} <= set(row)}
+    return gains or None
+
+
 def entry_from_metadata(name: str, metadata: Mapping[str, Any], loader) -> ModelEntry:
     return ModelEntry(name, in_channels(metadata), parse_qualities(metadata.get("qf")), loader,
-                      metadata.get("restore_rule"))
+                      metadata.get("restore_rule"), measured_gains(metadata))
 
 
 def model_entry(name: ModelName) -> ModelEntry:

@@ -246,10 +246,12 @@ def choose_model(entries: Sequence[ModelEntry], channels: int, quality: Optional
     """The model for a photo of `channels` (1 or 3) and estimated `quality` (None: unknown).
 
     In order: the photo's own kind (gray/colour); then, for a known quality, the fewest QF
-    steps beyond QF_TOLERANCE, the narrowest training range (so a QF-30 model beats a blind one
-    on a QF-28 photo, and a blind one beats QF-10 and QF-30 models on a QF-21 photo) and the
-    nearest; for an unknown quality, a model that states its qualities and the widest range
-    (a blind model, whatever range its model.json gives, beats a QF-10 one); the first listed.
+    steps beyond QF_TOLERANCE; among the models that fit that well, the largest measured gain
+    near the photo's quality (`measured_gain`) when every one of them has one; else the
+    narrowest training range (so a QF-30 model beats a blind one on a QF-28 photo, and a blind
+    one beats QF-10 and QF-30 models on a QF-21 photo) and the nearest. For an unknown quality,
+    a model that states its qualities and the widest range (a blind model, whatever range its
+    model.json gives, beats a QF-10 one). Ties: the first listed.
     """
     if not entries:
         raise ValueError("no model to choose from")
@@ -264,7 +266,21 @@ def choose_model(entries: Sequence[ModelEntry], channels: int, quality: Optional
             fit = (max(distance - QF_TOLERANCE, 0), width, distance)
         return (entry.in_chn != channels, *fit, index)
 
-    return min(enumerate(entries), key=rank)[1]
+    ranked = sorted(enumerate(entries), key=rank)
+    if quality is not None:  # the models of the photo's kind that fit its quality best
+        best = rank(ranked[0])[:2]
+        tier = [entry for index, entry in ranked if rank((index, entry))[:2] == best]
+        gains = [measured_gain(entry, quality) for entry in tier]
+        if len(tier) > 1 and None not in gains:
+            return tier[gains.index(max(gains))]
+    return ranked[0][1]
+
+
+def measured_gain(entry: ModelEntry, quality: int) -> Optional[float]:
+    """The entry's measured gain (dB on pretrained.MEASURED_ON) at the measured QF nearest
+    `quality`, if one lies within QF_TOLERANCE of it; else None."""
+    near = [qf for qf in entry.gains or {} if abs(qf - quality) <= QF_TOLERANCE]
+    return entry.gains[min(near, key=lambda qf: (abs(qf - quality), qf))] if near else None
 
 
 Models = Union[D2LNet, pretrained.ModelName, tuple, ModelEntry, Sequence, None]

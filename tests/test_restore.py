@@ -250,8 +250,31 @@ def test_shipped_models_are_chosen_by_kind_and_quality():
                for name in sorted(os.listdir(pretrained.PACKAGE_MODELS))]
     choose = lambda channels, quality: os.path.basename(restoration.choose_model(shipped, channels, quality).name)
     assert choose(1, None) == "gray_blind" and choose(3, None) == "color_blind"
-    assert choose(1, 10) == "gray_qf10" and choose(1, 22) == "gray_qf20" and choose(3, 12) == "color_qf10"
+    assert choose(1, 10) == "gray_qf10" and choose(1, 22) == "gray_qf20"
+    # color_blind's LIVE1 gain at QF 10 is larger than color_qf10's: measured gains decide
+    gains = {name: pretrained.model_entry(os.path.join(pretrained.PACKAGE_MODELS, name)).gains[10]
+             for name in ("color_qf10", "color_blind")}
+    assert choose(3, 12) == max(gains, key=gains.get)
     assert choose(1, 60) == "gray_blind" and choose(3, 30) == "color_blind"
+
+
+def test_measured_gains_settle_the_choice_between_models_that_fit_equally():
+    """Two models that both fit the photo's quality: the larger gain measured near it wins; a
+    model without a measurement there leaves the rule to the training ranges."""
+    never = lambda: pytest.fail("choosing must not load a model")
+    qf10 = ModelEntry("qf10", 3, ((10, 10),), never, gains={10: 1.0})
+    blind = ModelEntry("blind", 3, ((10, 95),), never, gains={10: 1.2, 30: 1.0})
+    unmeasured_blind = ModelEntry("blind2", 3, ((10, 95),), never)
+    qf30 = ModelEntry("qf30", 3, ((30, 30),), never, gains={30: 0.9})
+    choose = lambda quality, among: restoration.choose_model(among, 3, quality).name
+    assert choose(10, [qf10, blind]) == "blind" and choose(12, [qf10, blind]) == "blind"
+    assert choose(30, [qf30, blind]) == "blind" and choose(10, [qf10, unmeasured_blind]) == "qf10"
+    assert choose(50, [qf30, blind]) == "blind"  # no measurement near 50: the blind range fits
+    assert choose(20, [qf10, qf30, blind]) == "blind"  # only the blind one fits QF 20 within tolerance
+    shipped = pretrained.model_entry(os.path.join(pretrained.PACKAGE_MODELS, "color_qf10"))
+    assert pretrained.measured_gains({"results": {"LIVE1": {"10": {"psnr": 26.7, "jpeg_psnr": 25.7}}}}) == \
+        pytest.approx({10: 1.0})
+    assert shipped.gains[10] == pytest.approx(26.708 - 25.693)
 
 
 def test_every_form_of_model_gives_the_same_result(tmp_path, monkeypatch, rgb_model):
