@@ -22,7 +22,7 @@ console.quiet_native_logs()
 
 from absl import app, flags  # noqa: E402
 
-from d2ljax import evaluation  # noqa: E402
+from d2ljax import compile_cache, evaluation  # noqa: E402
 from d2ljax.cpu import hostmem  # noqa: E402
 from d2ljax.imageio import MODES  # noqa: E402
 
@@ -70,4 +70,5 @@ def main(argv):
 
 if __name__ == "__main__":
     hostmem.rerun_with_huge_pages()  # glibc reads the setting at start-up only
+    compile_cache.enable()
     app.run(console.run_absl_main(main), flags_parser=console.parse_flags)

@@ -19,7 +19,7 @@ import jax  # noqa: E402
 from absl import app, flags, logging  # noqa: E402
 from ml_collections import config_flags  # noqa: E402
 
-from d2ljax import train_lib  # noqa: E402
+from d2ljax import compile_cache, train_lib  # noqa: E402
 from d2ljax.cpu import hostmem  # noqa: E402
 from d2ljax.run_log import report, say  # noqa: E402
 from d2ljax.stop_signals import TrainingInterrupted  # noqa: E402
@@ -66,4 +66,5 @@ def main(argv):
 
 if __name__ == "__main__":
     hostmem.rerun_with_huge_pages()  # glibc reads the setting at start-up only
+    compile_cache.enable()
     app.run(console.run_absl_main(main), flags_parser=console.parse_flags)

@@ -21,7 +21,7 @@ import os
 import sys
 
 import d2ljax
-from d2ljax import checkpoints, console, convert, evaluation, imageio, pretrained, published, restoration
+from d2ljax import checkpoints, compile_cache, console, convert, evaluation, imageio, pretrained, published, restoration
 
 PROG = "d2ljax"
 USAGE_ERROR = 2
@@ -64,13 +64,6 @@ class Parser(argparse.ArgumentParser):
     def error(self, message: str):
         console.error(f"{message}; see {self.prog} --help")
         sys.exit(USAGE_ERROR)
-
-
-def enable_compilation_cache() -> None:
-    """Keeps XLA's compiled programs across runs (~/.cache/d2ljax/jax): a rerun starts at once."""
-    import jax
-    jax.config.update("jax_compilation_cache_dir", os.path.join(pretrained.cache_dir(), "jax"))
-    jax.config.update("jax_persistent_cache_min_compile_time_secs", 1.0)
 
 
 # --- restore -------------------------------------------------------------------------------
@@ -117,7 +110,7 @@ def run_restore(args: argparse.Namespace) -> int:
     files = imageio.list_image_files(args.inputs)
     planned = [out for _, out in restoration.plan_outputs(files, args.outdir, args.format, args.overwrite)[0]]
     before = [file_stamp(out) for out in planned]
-    enable_compilation_cache()
+    compile_cache.enable()
     try:
         summary = restoration.restore_files(files, args.outdir, entries, options=options, fmt=args.format,
                                             overwrite=args.overwrite, verbose=args.verbose, force=args.force)

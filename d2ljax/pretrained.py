@@ -47,9 +47,9 @@ class UnknownModelError(LookupError):
     """A model name that is neither on the search path nor a model folder or training workdir."""
 
 
-def cache_dir() -> str:
+def cache_dir(env: Mapping[str, str] = os.environ) -> str:
     """d2ljax's user cache folder: $XDG_CACHE_HOME/d2ljax, else ~/.cache/d2ljax."""
-    base = os.environ.get("XDG_CACHE_HOME") or os.path.join(os.path.expanduser("~"), ".cache")
+    base = env.get("XDG_CACHE_HOME") or os.path.join(os.path.expanduser("~"), ".cache")
     return os.path.join(base, "d2ljax")
 
 

@@ -1,6 +1,7 @@
 """Shared test setup and helpers: where ../shared lives, random model variables, quick compiles,
 Ctrl-C to a subprocess."""
 import contextlib
+import os
 import signal
 import time
 from pathlib import Path
@@ -11,6 +12,9 @@ import pytest
 from jax import export
 
 from d2ljax.checkpoints import abstract_variables
+
+# The command lines run as subprocesses keep no compiled programs between tests (compile_cache).
+os.environ["D2LJAX_COMPILE_CACHE"] = "0"
 
 SHARED = Path(__file__).resolve().parents[1].parent / "shared"
 FIXTURES = SHARED / "fixtures"

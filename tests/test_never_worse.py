@@ -156,9 +156,8 @@ def test_bytes_and_files_read_alike(tmp_path):
     assert jpeg.tables_quality(from_bytes.quantization) == 30
 
 
-def test_cli_leaves_a_clean_photo_unless_forced(tmp_path, monkeypatch, capsys, random_model):
+def test_cli_leaves_a_clean_photo_unless_forced(tmp_path, capsys, random_model):
     from d2ljax import __main__ as cli
-    monkeypatch.setattr(cli, "enable_compilation_cache", lambda: None)  # no global JAX setting in tests
     folder = tmp_path / "model"
     checkpoints.save_model(str(folder), *random_model, metadata={"qf": "blind"})
     source = tmp_path / "clean.png"
