@@ -3,6 +3,7 @@
     python -m benchmarks.train_speed                         # full model 128x128 batch 1, quickstart model
     python -m benchmarks.train_speed --models=full --dtype=bfloat16 --json=train_speed.json
     python -m benchmarks.train_speed --models=full --patch_size=256 --batch_size=8   # on a GPU
+    python -m benchmarks.train_speed --models=bsds_color --wf=24 --depth=3            # another size
 
 Run it as a module from the repository root: it imports `configs`.
 
@@ -69,6 +70,8 @@ def main():
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--models", default="full,quickstart", help=f"comma-separated, of {list(MODELS)}")
     parser.add_argument("--dtype", default="float32", choices=sorted(train_state.DTYPES))
+    parser.add_argument("--wf", type=int, help="override every model's width (wf)")
+    parser.add_argument("--depth", type=int, help="override every model's depth")
     parser.add_argument("--patch_size", type=int, help="override every model's patch size")
     parser.add_argument("--batch_size", type=int, help="override every model's global batch size")
     parser.add_argument("--repeats", type=int, default=3)
@@ -78,6 +81,8 @@ def main():
     for name in args.models.split(","):
         config = MODELS[name]()
         config.dtype = args.dtype
+        config.wf = args.wf or config.wf
+        config.depth = args.depth or config.depth
         config.patch_size = args.patch_size or config.patch_size
         config.batch_size = args.batch_size or config.batch_size
         row = measure(name, config, args.repeats)

@@ -67,7 +67,7 @@ def get_config(arg: str = "") -> ml_collections.ConfigDict:
     config.time_budget_s = 0.0  # stop after the step that crosses this budget, save, validate
     # and exit 0; rerunning resumes (0: no budget)
     config.budget_clock = "wall"  # the budget's clock: 'wall', or 'cpu' (this process's CPU time:
-    # a run's cost on a shared machine)
+    # a paused or starved run keeps its budget)
     config.budget_decay_fraction = 0.2  # 'budget' schedule: share of the run spent decaying
 
     # ---- feedback and checkpoints (in the workdir)

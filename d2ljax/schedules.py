@@ -4,8 +4,8 @@ A schedule is lr(step, start, end). 'cosine' and 'constant' span the whole run [
 num_train_steps); 'budget' spans each invocation [start, end), where `end` is the step the
 time budget (config.time_budget_s) is estimated to run out at: BudgetClock measures the step
 rate and keeps `end` up to date, so the decay ends with the budget. The budget is counted on
-the wall clock or, with config.budget_clock='cpu', in the process's CPU time: the cost of a run
-on a machine shared with other work, and a fair measure when comparing recipes there.
+the wall clock or, with config.budget_clock='cpu', in the process's CPU time: a run that is
+paused or starved by other work keeps its budget.
 """
 from __future__ import annotations
 
