@@ -8,9 +8,9 @@ rerun, a resumed training run or a second evaluation starts at once. Programs th
 under a second are not kept (JAX's default).
 
 Where: $D2LJAX_COMPILE_CACHE if set ("0" turns the cache off), else the `jax` folder in
-d2ljax's cache folder (pretrained.cache_dir: ~/.cache/d2ljax/jax), at most MAX_BYTES (the least
-recently used programs are evicted). A cache folder given to JAX itself
-(JAX_COMPILATION_CACHE_DIR) is left as it is. Importing d2ljax changes no JAX setting.
+d2ljax's cache folder (pretrained.cache_dir: ~/.cache/d2ljax/jax). Nothing is evicted (a
+program takes 0.2-5 MB; the folder can be deleted at any time). A cache folder given to JAX
+itself (JAX_COMPILATION_CACHE_DIR) is left as it is. Importing d2ljax changes no JAX setting.
 """
 from __future__ import annotations
 
@@ -22,7 +22,6 @@ import jax
 from d2ljax import pretrained
 
 ENV = "D2LJAX_COMPILE_CACHE"
-MAX_BYTES = 2 ** 30
 
 
 def folder(env: Mapping[str, str]) -> Optional[str]:
@@ -49,5 +48,4 @@ def enable(env: Mapping[str, str] = os.environ) -> Optional[str]:
     if not os.access(path, os.W_OK):
         return None
     jax.config.update("jax_compilation_cache_dir", path)
-    jax.config.update("jax_compilation_cache_max_size", MAX_BYTES)
     return path
