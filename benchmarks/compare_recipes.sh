@@ -23,8 +23,9 @@ declare -A rows=(
   [wf32_d3]="285 --config.wf=32"
   [wf16_d4]="593 --config.depth=4"
   [wf16_d3_p96]="303 --config.patch_size=96"
+  [wf16_d3_lr2e-3]="611 --config.learning_rate=2e-3"
 )
-order=(wf16_d3 wf16_d4 wf24_d3 wf32_d3 wf16_d3_p96)
+order=(wf16_d3 wf16_d4 wf24_d3 wf32_d3 wf16_d3_p96 wf16_d3_lr2e-3)
 (( $# )) && order=("$@")
 mkdir -p "$out"
 python - "$out/heldout" <<'EOF'

@@ -276,21 +276,24 @@ def test_ctrl_c_writes_the_finished_pairs(tmp_path):
     folder = tmp_path / "set"
     folder.mkdir()
     rng = np.random.default_rng(0)
-    for i, shape in enumerate([(24, 32), (40, 48), (56, 64)]):
+    shapes = [(24, 32), (40, 48), (56, 64), (72, 80), (88, 96), (104, 112)]
+    for i, shape in enumerate(shapes):
         Image.fromarray(rng.integers(0, 256, (*shape, 3), dtype=np.uint8)).save(folder / f"img{i}.png")
     output, images = tmp_path / "res.json", tmp_path / "images"
     process = subprocess.Popen(
         [sys.executable, str(REPO / "evaluate.py"), f"--dataset={folder}", "--mode=color", "--qf=10",
          f"--checkpoint={tmp_path / 'tiny'}", f"--output={output}", f"--save_images={images}"],
         cwd=tmp_path, stderr=subprocess.PIPE, text=True)
-    err = interrupt_when((images / "set" / "color" / "qf10" / "comparison" / "img0.png").exists, process)
+    comparisons = images / "set" / "color" / "qf10" / "comparison"
+    err = interrupt_when(lambda: comparisons.is_dir() and any(comparisons.glob("*.png")), process)
     report = json.loads(output.read_text())
     done = report["interrupted"]["done"]
     assert process.returncode == 130 and "Traceback" not in err, err
-    assert err.strip().splitlines()[-1] == f"interrupted: {done} of 3 image x QF pairs evaluated; partial results in {output}"
-    assert 1 <= done < 3 and report["interrupted"]["total"] == 3
+    assert err.strip().splitlines()[-1] == (
+        f"interrupted: {done} of {len(shapes)} image x QF pairs evaluated; partial results in {output}")
+    assert 1 <= done < len(shapes) and report["interrupted"]["total"] == len(shapes)
     assert [(r["method"], r["n_images"]) for r in report["results"]] == [("jpeg", done), ("tiny", done)]
-    assert output.with_suffix(".md").read_text().startswith(f"Interrupted: means over the {done} of 3 image x QF pairs")
+    assert output.with_suffix(".md").read_text().startswith(f"Interrupted: means over the {done} of {len(shapes)} image x QF pairs")
 
 
 def test_cli_typo_names_the_flag_before_missing_ones(cli, capsys):
