@@ -155,14 +155,15 @@ def test_restore_keeps_compiled_programs_for_the_next_process(tmp_path):
 
 
 def test_ctrl_c_during_restore_keeps_whole_outputs_and_says_how_many(tmp_path):
-    """A chunk of photos restored together (one size, one compile), then four more of other
-    sizes whose compilations (--bucket 0: exact sizes) are where the signal lands."""
+    """A chunk of photos restored together (one size, one compile), then eight larger ones of
+    other sizes whose compilations (--bucket 0: exact sizes) take seconds in all: the signal
+    lands among them."""
     model = D2LNet(3, wf=4, depth=2)
     checkpoints.save_model(str(tmp_path / "tiny"), model, random_variables(model, 0, 0.05))
     inputs, outdir = tmp_path / "in", tmp_path / "out"
     inputs.mkdir()
     rng = np.random.default_rng(0)
-    shapes = [(32, 40)] * restoration.FILES_PER_CHUNK + [(72, 88), (80, 96), (88, 104), (96, 112)]
+    shapes = [(32, 40)] * restoration.FILES_PER_CHUNK + [(200 + 8 * i, 240 + 8 * i) for i in range(8)]
     for i, shape in enumerate(shapes):
         Image.fromarray(rng.integers(0, 256, (*shape, 3), dtype=np.uint8)).save(inputs / f"p{i:02d}.jpg", quality=10)
     env = {**os.environ, "XDG_CACHE_HOME": str(tmp_path / "cache"), "D2LJAX_MODELS": ""}

@@ -276,7 +276,7 @@ def test_ctrl_c_writes_the_finished_pairs(tmp_path):
     folder = tmp_path / "set"
     folder.mkdir()
     rng = np.random.default_rng(0)
-    shapes = [(24, 32), (40, 48), (56, 64), (72, 80), (88, 96), (104, 112)]
+    shapes = [(24, 32)] + [(200 + 8 * i, 240 + 8 * i) for i in range(8)]
     for i, shape in enumerate(shapes):
         Image.fromarray(rng.integers(0, 256, (*shape, 3), dtype=np.uint8)).save(folder / f"img{i}.png")
     output, images = tmp_path / "res.json", tmp_path / "images"
