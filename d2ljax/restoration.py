@@ -266,10 +266,9 @@ def choose_model(entries: Sequence[ModelEntry], channels: int, quality: Optional
             fit = (max(distance - QF_TOLERANCE, 0), width, distance)
         return (entry.in_chn != channels, *fit, index)
 
-    ranked = sorted(enumerate(entries), key=rank)
+    ranked = sorted((rank(item), item[1]) for item in enumerate(entries))  # keys end in the index: unique
     if quality is not None:  # the models of the photo's kind that fit its quality best
-        best = rank(ranked[0])[:2]
-        tier = [entry for index, entry in ranked if rank((index, entry))[:2] == best]
+        tier = [entry for key, entry in ranked if key[:2] == ranked[0][0][:2]]
         gains = [measured_gain(entry, quality) for entry in tier]
         if len(tier) > 1 and None not in gains:
             return tier[gains.index(max(gains))]
