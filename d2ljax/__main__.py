@@ -254,8 +254,9 @@ def build_parser() -> Parser:
 def main(argv: list[str] | None = None) -> int:
     """The `d2ljax` command (also `python -m d2ljax`); `argv` None: this process's arguments."""
     if argv is None and sys.argv[1:2] == ["restore"]:
-        from d2ljax.cpu import hostmem
+        from d2ljax.cpu import hostdevices, hostmem
         hostmem.rerun_with_huge_pages()  # glibc reads the setting at start-up only
+        hostdevices.split_host()  # JAX fixes its CPU devices when it starts computing
     args = build_parser().parse_args(argv)
     try:
         return args.run(args)

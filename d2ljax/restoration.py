@@ -38,6 +38,7 @@ import sys
 from collections import defaultdict
 from typing import Any, Mapping, Optional, Sequence, Union
 
+import jax
 import numpy as np
 from PIL import Image
 
@@ -58,8 +59,8 @@ FILES_PER_CHUNK = 8  # photos decoded at once by restore_files: bounds memory, a
 @dataclasses.dataclass(frozen=True)
 class Options:
     """How images are padded and cut for the network (defaults: see docs/restore.md)."""
-    # Whole-image inference up to this many (padded) pixels, also the cap of a batch: the full
-    # model's forward needs ~5.6 GiB of XLA memory at 1024x1024 (docs/restore.md).
+    # Whole-image inference up to this many (padded) pixels, also the cap of each device's share
+    # of a batch: the full model's forward needs ~5.6 GiB of XLA memory at 1024x1024 (docs/restore.md).
     max_pixels: int = 1024 * 1024
     tile: int = 1024  # tile side for larger images (as large as max_pixels allows: least loss)
     overlap: int = 128  # pixels shared by neighbouring tiles (at least), blended with cosine ramps
@@ -163,13 +164,13 @@ def ramp(length: int, start: int, total: int, overlap: int) -> np.ndarray:
 
 def run_bucketed(model: D2LNet, variables, images: Sequence[np.ndarray], options: Options) -> list[np.ndarray]:
     """Restores HxWxC uint8 images as they are: grouped by size bucket, reflect-padded to it,
-    batched (up to max_pixels, power-of-two batch sizes) and cropped back."""
+    batched (up to max_pixels per local device, power-of-two batch sizes) and cropped back."""
     groups = defaultdict(list)
     for i, image in enumerate(images):
         groups[tuple(padded(n, options.bucket) for n in image.shape[:2])].append(i)
     out: list = [None] * len(images)
     for (height, width), indices in groups.items():
-        per_batch = max(1, options.max_pixels // (height * width))
+        per_batch = max(1, options.max_pixels // (height * width)) * jax.local_device_count()
         for start in range(0, len(indices), per_batch):
             for chunk in power_of_two_splits(indices[start:start + per_batch]):
                 batch = np.stack([imageio.pad_reflect(images[i], height, width) for i in chunk])

@@ -158,8 +158,8 @@ def test_inference_convolutions_run_in_exact_float32(monkeypatch):
     lowered, setting = [], jax.config.jax_default_matmul_precision
     real = inference._jitted_apply.__wrapped__
 
-    def spy(model):
-        fn = real(model)
+    def spy(model, devices):
+        fn = real(model, devices)
 
         def call(variables, images):
             lowered.append(fn.lower(variables, images).as_text())

@@ -6,6 +6,8 @@
   C library once per element (the values of `spectral.phase` and `spectral.from_polar`);
 - `hostmem`: train.py and evaluate.py re-run themselves once with glibc's huge-page tunable,
   as XLA:CPU's per-execution buffers otherwise fault in fresh pages at every step;
+- `hostdevices`: the restore command asks JAX for two CPU devices, and inference splits each
+  batch of tiles across them, as one XLA:CPU device leaves part of the second core idle;
 - `thresholds`: the shape limits that choose among fastconv's forms, tuned on one 2-core
   machine (benchmarks/cpu_tuning.md gives the measurement and the command behind each).
 
@@ -17,7 +19,7 @@ either way (tests/test_fastconv.py, tests/test_fastmath.py).
 **The switch.** `D2LJAX_CPU_TUNING=0` in the environment (read when this package is imported;
 "false", "off" and "no" work too), or `d2ljax.cpu.tuning(False)` in Python, turns all of it
 off: `conv3x3` is XLA's convolution with XLA's gradients, spectral takes jnp's atan2, sin and
-cos (keeping its NaN-safe derivatives), and nothing re-executes. The switch is read when JAX
+cos (keeping its NaN-safe derivatives), nothing re-executes and JAX keeps one CPU device. The switch is read when JAX
 traces: a function jitted and run before a change keeps its compiled program (JAX caches it by
 function and shapes) until `jax.clear_caches()`; functions traced afterwards follow the switch.
 That is what a same-process A/B wants: compile each variant under its setting, then time them.
