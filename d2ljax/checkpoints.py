@@ -88,26 +88,37 @@ def load_model(directory: str, dtype=None, weights: str = "ema") -> tuple[D2LNet
 
 # ----------------------------------------------------------------------------- training history
 SESSIONS_JSONL = "sessions.jsonl"  # in a workdir: one line per train.py invocation
+METRICS_JSONL = "metrics.jsonl"  # in a workdir: the logged metrics (d2ljax.run_log.MetricWriter)
 RECIPE_FIELDS = ("train_data", "mode", "qf", "qf_range", "qf_range_prob", "misalign", "patch_size",
-                 "batch_size", "learning_rate", "schedule", "warmup_steps", "time_budget_s", "seed")
+                 "batch_size", "learning_rate", "schedule", "warmup_steps", "time_budget_s", "seed",
+                 "val_data", "val_qf")
+
+
+def read_jsonl(path: str) -> list[dict]:
+    """The JSON objects of a .jsonl file, one per non-empty line; [] when there is no file."""
+    if not os.path.isfile(path):
+        return []
+    with open(path) as f:
+        return [json.loads(line) for line in f if line.strip()]
 
 
 def training_run(workdir: str) -> dict:
     """A workdir's training as one entry of model.json's "runs": what it started from, its
-    recipe (config.json), the steps it trained, and the wall-clock and CPU hours of the
-    sessions that trained it (sessions.jsonl, written by the trainer)."""
+    recipe (config.json), the steps it trained, the wall-clock and CPU hours of the sessions
+    that trained it (sessions.jsonl, written by the trainer) and its learning curve: the
+    validation PSNR at each validated step (metrics.jsonl), when the run validated."""
     with open(os.path.join(workdir, "config.json")) as f:
         config = json.load(f)
-    sessions = []
-    if os.path.isfile(os.path.join(workdir, SESSIONS_JSONL)):
-        with open(os.path.join(workdir, SESSIONS_JSONL)) as f:
-            sessions = [json.loads(line) for line in f if line.strip()]
+    sessions = read_jsonl(os.path.join(workdir, SESSIONS_JSONL))
+    curve = [[row["step"], round(row[BEST_METRIC], 3)]
+             for row in read_jsonl(os.path.join(workdir, METRICS_JSONL)) if BEST_METRIC in row]
     return {"init_from": config.get("init_from", ""),
             "recipe": {k: config[k] for k in RECIPE_FIELDS if k in config},
             "steps": max((s["end_step"] for s in sessions), default=None),
             "wall_hours": round(sum(s["wall_s"] for s in sessions) / 3600, 3),
             "cpu_hours": round(sum(s["cpu_s"] for s in sessions) / 3600, 3),
-            "sessions": [{k: s[k] for k in ("date", "start_step", "end_step")} for s in sessions]}
+            "sessions": [{k: s[k] for k in ("date", "start_step", "end_step")} for s in sessions],
+            **({"validation_psnr": curve} if curve else {})}
 
 
 def with_history(metadata: Mapping[str, Any], run: Mapping[str, Any], parent: Mapping[str, Any] | None) -> dict:

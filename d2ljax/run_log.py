@@ -13,7 +13,7 @@ import numpy as np
 from tqdm import tqdm
 
 from d2ljax import console
-from d2ljax.checkpoints import BEST_METRIC, SESSIONS_JSONL
+from d2ljax.checkpoints import BEST_METRIC, METRICS_JSONL, SESSIONS_JSONL
 
 
 class MetricWriter:
@@ -33,7 +33,7 @@ class MetricWriter:
         from tensorboard.compat.proto import event_pb2, summary_pb2
         from tensorboard.summary.writer.event_file_writer import EventFileWriter
         self._event, self._summary = event_pb2, summary_pb2
-        path = os.path.join(workdir, "metrics.jsonl")
+        path = os.path.join(workdir, METRICS_JSONL)
         keep_rows_until(path, start_step)
         self._jsonl = open(path, "a")
         self._events = EventFileWriter(os.path.join(workdir, "tensorboard"))

@@ -291,6 +291,11 @@ def test_export_chains_the_training_history(trained, tmp_path):
     assert (run["steps"], run["init_from"], run["recipe"]["learning_rate"]) == (60, "", config.learning_rate)
     assert [(s["start_step"], s["end_step"]) for s in run["sessions"]] == [(0, 60)]
     assert 0 < run["cpu_hours"] and 0 < run["wall_hours"] and history["total_train_steps"] == 60
+    logged = {r["step"]: r["val_psnr"] for r in map(json.loads, open(os.path.join(workdir, "metrics.jsonl")))
+              if "val_psnr" in r}
+    assert [step for step, _ in run["validation_psnr"]] == [20, 40, 60] == sorted(logged)
+    assert [psnr for _, psnr in run["validation_psnr"]] == pytest.approx([logged[s] for s in (20, 40, 60)], abs=5e-4)
+    assert run["recipe"]["val_qf"] == list(config.val_qf)
     tuned = str(tmp_path / "tuned")
     train_lib.train_and_evaluate(tiny_config(init_from=first, num_train_steps=4, learning_rate=1e-3), tuned)
     second = str(tmp_path / "second")
