@@ -1,7 +1,7 @@
 """The never-worse rule of a model: how strongly to restore a JPEG of each quality.
 
-    python -m benchmarks.never_worse --model color_blind [--photos FILES_OR_FOLDERS] [--crop 384] [--write]
-    python -m benchmarks.never_worse --verify [--photos FILES_OR_FOLDERS] [--crop 384]
+    python -m benchmarks.never_worse --model color_blind [--photos FILES_OR_FOLDERS] [--crop 384] [--grain 0,8] [--write]
+    python -m benchmarks.never_worse --verify [--photos FILES_OR_FOLDERS] [--crop 384] [--grain 0,8]
 
 Each photo (default: the photos that ship with scikit-image, scikit-learn and matplotlib that
 are in no training, validation or benchmark set of d2ljax; pip install them) whose pixels carry a
@@ -10,7 +10,10 @@ JPEG history of their own (a JPEG file, or `jpeg.detect_quality` finds one) is f
 compressed at each --qualities (d2ljax.jpeg.compress) and restored at full strength by the
 model (`d2ljax.restore(..., force=True)`, default Options, as the CLI runs it). A colour model
 gets the colour photos; a gray model gets gray photos and the protocol's gray (BT.601 Y) of
-colour ones. For each quality and each strength s in 0, 0.05, ..., 1 the output
+colour ones. Each photo also comes with grain: for each nonzero --grain sigma, a copy with
+Gaussian noise of that standard deviation added (seeded by its name), because real photos carry
+sensor noise or film grain that a model may smooth away at middle qualities, where the JPEG
+kept it. For each quality and each strength s in 0, 0.05, ..., 1 the output
 `input + s * (restored - input)` (`restoration.blend`) is compared with the photo: the rule's
 strength is the one with the best mean PSNR among those that lose nothing on any photo
 (worst change >= -MARGIN_DB; s = 0 always qualifies). Printed: per quality the input PSNR, the
@@ -33,6 +36,7 @@ import importlib
 import io
 import json
 import os
+import zlib
 
 import numpy as np
 from PIL import Image
@@ -41,13 +45,17 @@ from d2ljax import checkpoints, imageio, jpeg, pretrained, restoration
 from d2ljax.metrics import psnr
 
 QUALITIES = (10, 20, 30, 40, 50, 60, 70, 80, 90, 95)
+# Each photo as it is (0) and with Gaussian grain of standard deviation 8 (in 0-255 units).
+GRAIN_SIGMAS = (0, 8)
 STRENGTHS = np.round(np.arange(0, 21) / 20, 2)
 # A strength qualifies when no photo loses more than this (the criterion allows 0.02 dB).
 MARGIN_DB = 0.01
 # Photos shipped in Python packages, none in BSDS500, LIVE1, classic5 or d2ljax/assets/photos
 # (which holds scikit-image's astronaut, chelsea, coffee and rocket): package -> data folder, files.
+# color.png, a colour wheel, stands for clean, smooth, saturated colour, where the small models'
+# own error exceeds what a good JPEG leaves.
 PACKAGE_PHOTOS = {
-    "skimage": ("data", ("motorcycle_left.png", "retina.jpg", "ihc.png", "camera.png", "moon.png")),
+    "skimage": ("data", ("motorcycle_left.png", "retina.jpg", "ihc.png", "color.png", "camera.png", "moon.png")),
     "sklearn": ("datasets/images", ("china.jpg", "flower.jpg")),
     "matplotlib": ("mpl-data/sample_data", ("grace_hopper.jpg",)),
 }
@@ -88,16 +96,25 @@ def clean_photo(path: str) -> np.ndarray:
     return decoded.pixels
 
 
-def photos_for(paths: list[str], channels: int, crop: int) -> dict[str, np.ndarray]:
-    """name -> the clean photo as the model's kind: colour photos for colour models, gray (files,
-    or the Y of colour files) for gray ones."""
+def with_grain(image: np.ndarray, sigma: float, name: str) -> np.ndarray:
+    """The image plus Gaussian noise of standard deviation sigma, seeded by name, rounded and clipped."""
+    noise = np.random.default_rng(zlib.crc32(name.encode())).normal(0, sigma, image.shape)
+    return np.clip(np.round(image + noise), 0, 255).astype(np.uint8)
+
+
+def photos_for(paths: list[str], channels: int, crop: int, grain=GRAIN_SIGMAS) -> dict[str, np.ndarray]:
+    """name -> the clean photo as the model's kind (colour photos for colour models, gray files
+    or the Y of colour files for gray ones), and 'name+grainS' -> it with grain of sigma S."""
     out = {}
     for path in paths:
         image = clean_photo(path)
         if image.ndim == 2 and channels == 3:
             continue
         image = central_crop(imageio.to_channels(image, channels), crop)
-        out[os.path.basename(path)] = image[..., 0] if channels == 1 else image
+        image = image[..., 0] if channels == 1 else image
+        for sigma in grain:
+            name = os.path.basename(path) + (f"+grain{sigma:g}" if sigma else "")
+            out[name] = with_grain(image, sigma, name) if sigma else image
     return out
 
 
@@ -124,13 +141,13 @@ def choose_strength(per_strength: dict[float, list[float]]) -> float:
     return max(fair, key=lambda s: (np.mean(per_strength[s]), -s))
 
 
-def verify(paths: list[str], crop: int, qualities) -> None:
+def verify(paths: list[str], crop: int, grain, qualities) -> None:
     """The CLI's choice and rules on the photos (see the module docstring)."""
     entries = restoration.model_entries()
     print("| kind | QF | as a JPEG file: mean / worst change | as PNG pixels: mean / worst change |")
     print("|---|---|---|---|")
     for kind, channels in (("color", 3), ("gray", 1)):
-        photos = list(photos_for(paths, channels, crop).values())
+        photos = list(photos_for(paths, channels, crop, grain).values())
         kept = sum(np.array_equal(restoration.restore(p, entries), p) for p in photos)
         for qf in qualities:
             from_file, from_pixels = [], []
@@ -150,16 +167,19 @@ def main(argv=None) -> None:
     parser.add_argument("--model", default="color_blind", help="named model, model folder or training workdir")
     parser.add_argument("--photos", nargs="+", help="photo files or folders (default: PACKAGE_PHOTOS)")
     parser.add_argument("--crop", type=int, default=384, help="central crop side in pixels (CPU time)")
+    parser.add_argument("--grain", default=",".join(map(str, GRAIN_SIGMAS)),
+                        help="grain sigmas, 0 for the photo as it is")
     parser.add_argument("--qualities", default=",".join(map(str, QUALITIES)))
     parser.add_argument("--write", action="store_true", help="store the rule in the model folder's model.json")
     parser.add_argument("--verify", action="store_true", help="check the rules in place through the CLI's path")
     args = parser.parse_args(argv)
     paths = imageio.list_image_files(args.photos) if args.photos else default_photos()
     qualities = [jpeg.check_quality(int(q), "--qualities") for q in args.qualities.split(",")]
+    grain = [float(g) for g in args.grain.split(",")]
     if args.verify:
-        return verify(paths, args.crop, qualities)
+        return verify(paths, args.crop, grain, qualities)
     entry = pretrained.model_entry(args.model)
-    photos = photos_for(paths, entry.in_chn, args.crop)
+    photos = photos_for(paths, entry.in_chn, args.crop, grain)
     print(f"{entry.describe()} on {len(photos)} photos ({', '.join(photos)}), central {args.crop}x{args.crop}")
     for name, photo in photos.items():
         print(f"  {name} prepared: detect_quality -> {jpeg.detect_quality(photo)}")
@@ -176,7 +196,11 @@ def main(argv=None) -> None:
               f"| {np.mean(chosen):+.3f} / {min(chosen):+.3f} |")
     print("restore_rule:", json.dumps(rule))
     if args.write:
-        note = f"benchmarks/never_worse.py on {len(photos)} photos ({', '.join(photos)}), central {args.crop}x{args.crop}"
+        names = [n for n in photos if "+grain" not in n]
+        sigmas = ", ".join(f"{g:g}" for g in grain if g)
+        note = (f"benchmarks/never_worse.py on {len(names)} photos ({', '.join(names)})"
+                + (f", each also with Gaussian grain of sigma {sigmas}" if sigmas else "")
+                + f", central {args.crop}x{args.crop}")
         print(f"wrote restore_rule to {write_rule(args.model, rule, note)}")
 
 

@@ -5,6 +5,7 @@ import importlib.util
 import json
 import pathlib
 
+import numpy as np
 import pytest
 
 BENCHMARKS = pathlib.Path(__file__).parents[1] / "benchmarks"
@@ -68,3 +69,21 @@ def test_train_summary_reads_a_workdir(tmp_path):
     assert summary["step_s"] == pytest.approx(0.2) and summary["patches_per_s"] == pytest.approx(160.0)
     assert summary["peak_fraction"] == pytest.approx(0.5) and summary["input_wait_fraction"] == pytest.approx(0.05)
     assert summary["val_psnr_by_minute"] == [(4.0, 30.0)]
+
+
+def test_never_worse_adds_seeded_grain_of_the_named_sigma(tmp_path):
+    from PIL import Image
+    from benchmarks import never_worse
+    y, x = np.mgrid[:64, :80]
+    smooth = np.stack([(x * 2 + c * 20) % 200 + 20 for c in range(3)], -1).astype(np.uint8) + (y // 8).astype(np.uint8)[..., None]
+    Image.fromarray(smooth).save(tmp_path / "smooth.png")
+    paths = [str(tmp_path / "smooth.png")]
+    photos = never_worse.photos_for(paths, 3, 48, grain=(0, 8))
+    assert list(photos) == ["smooth.png", "smooth.png+grain8"]
+    assert np.array_equal(photos["smooth.png"], smooth[8:56, 16:64])
+    grain = photos["smooth.png+grain8"].astype(float) - photos["smooth.png"]
+    assert abs(grain.std() - 8) < 0.5 and abs(grain.mean()) < 0.5
+    again = never_worse.photos_for(paths, 1, 48, grain=(8,))
+    assert list(again) == ["smooth.png+grain8"] and again["smooth.png+grain8"].ndim == 2
+    assert np.array_equal(never_worse.photos_for(paths, 3, 48, grain=(8,))["smooth.png+grain8"],
+                          photos["smooth.png+grain8"])
