@@ -196,7 +196,7 @@ def main(argv=None) -> None:
               f"| {np.mean(chosen):+.3f} / {min(chosen):+.3f} |")
     print("restore_rule:", json.dumps(rule))
     if args.write:
-        names = [n for n in photos if "+grain" not in n]
+        names = list(dict.fromkeys(n.split("+grain")[0] for n in photos))
         sigmas = ", ".join(f"{g:g}" for g in grain if g)
         note = (f"benchmarks/never_worse.py on {len(names)} photos ({', '.join(names)})"
                 + (f", each also with Gaussian grain of sigma {sigmas}" if sigmas else "")
