@@ -6,8 +6,10 @@
 writes results/live1_color.json (per set / QF / method means, per-image figures, skipped files)
 and results/live1_color.md (the Markdown table, also printed). With --checkpoint=MODEL[,MODEL...]
 each model (a named model such as gray_qf10, a model folder or a training workdir) is one more
-column beside the JPEG one; --jpeg_only gives the JPEG rows alone. --save_images=FOLDER also
-writes every output and, per image and QF, a comparison crop (JPEG, each model, original).
+column beside the JPEG one; --restore adds `d2ljax restore` as the command line runs it on each
+JPEG (the named model it chooses for the quality, at the strength of that model's rule);
+--jpeg_only gives the JPEG rows alone. --save_images=FOLDER also writes every output and, per
+image and QF, a comparison crop (JPEG, each model, original).
 A missing folder or model, a bad QF, a model of the other mode or an output that cannot be
 written is one line `error: ...` and exit status 2, before any image is evaluated. Ctrl-C
 writes the image x QF pairs finished so far to --output (marked "interrupted") and exits 130.
@@ -34,6 +36,8 @@ flags.DEFINE_enum("mode", None, list(MODES), "gray: BT.601 Y, 1-channel models; 
 flags.DEFINE_list("qf", ["10", "20", "30"], "JPEG quality factors.")
 flags.DEFINE_list("checkpoint", None, "Models to evaluate: named models (d2ljax models), "
                   "model folders or training workdirs.")
+flags.DEFINE_bool("restore", False, "Also evaluate `d2ljax restore` as the command line runs it "
+                  "on a JPEG: the named model it chooses for the quality, at its rule's strength.")
 flags.DEFINE_bool("jpeg_only", False, "Evaluate the JPEG baseline alone (no model).")
 flags.DEFINE_string("output", None, "Results JSON; the Markdown table goes beside it (.md).",
                     required=True)
@@ -44,8 +48,8 @@ flags.DEFINE_string("save_images", None, "Folder for the outputs as PNG and comp
 def main(argv):
     if len(argv) > 1:
         raise ValueError(f"unexpected arguments: {argv[1:]}")
-    if bool(FLAGS.checkpoint) == FLAGS.jpeg_only:
-        raise ValueError("give either --checkpoint=MODEL[,MODEL...] or --jpeg_only")
+    if bool(FLAGS.checkpoint or FLAGS.restore) == FLAGS.jpeg_only:
+        raise ValueError("give either --checkpoint=MODEL[,MODEL...] and/or --restore, or --jpeg_only")
     if FLAGS.output.endswith(".md"):
         raise ValueError("--output is the JSON file; the .md table is written beside it")
     try:
@@ -57,6 +61,7 @@ def main(argv):
         console.check_output(FLAGS.save_images, "--save_images", folder=True)
     methods = [evaluation.Method(evaluation.JPEG_METHOD)]
     methods += [evaluation.checkpoint_method(m, FLAGS.mode) for m in FLAGS.checkpoint or []]
+    methods += [evaluation.restore_method()] if FLAGS.restore else []
     try:
         report = evaluation.evaluate(FLAGS.dataset, FLAGS.mode, qfs, methods, FLAGS.save_images)
     except evaluation.Interrupted as stop:

@@ -23,6 +23,7 @@ from d2ljax.jpeg import check_quality, compress
 from d2ljax.testsets import check_mode, iter_images, open_set
 
 JPEG_METHOD = "jpeg"
+RESTORE_METHOD = "restore"
 METRICS = ("psnr", "ssim", "psnrb")
 # Metric jobs allowed in flight per worker: bounds the images held in memory.
 PENDING_PER_WORKER = 4
@@ -34,10 +35,10 @@ MAX_WORKERS = 8
 
 @dataclasses.dataclass(frozen=True)
 class Method:
-    """A row of the table: `restore` maps the decoded JPEG (uint8) to an image of the same
-    shape; None is the JPEG baseline."""
+    """A row of the table: `restore(jpeg, qf)` maps the decoded JPEG (uint8) of quality qf to an
+    image of the same shape; None is the JPEG baseline."""
     name: str
-    restore: Callable[[np.ndarray], np.ndarray] | None = None
+    restore: Callable[[np.ndarray, int], np.ndarray] | None = None
 
 
 def measure(gt: np.ndarray, test: np.ndarray) -> dict[str, float]:
@@ -59,7 +60,18 @@ def checkpoint_method(model: str, mode: str) -> Method:
         raise ValueError(f"{model}: the model takes {entry.in_chn}-channel images (in_chn={entry.in_chn}) "
                          f"but mode {mode!r} needs {channels}")
     name = os.path.basename(os.path.normpath(model))
-    return Method(name, lambda image: apply_image(*entry.loaded, image))
+    return Method(name, lambda image, qf: apply_image(*entry.loaded, image))
+
+
+def restore_method() -> Method:
+    """`d2ljax restore` as the command line runs it on each JPEG file, named "restore": among
+    the named models of the image's kind the one chosen for its quality, at the strength of that
+    model's rule, with the default Options (d2ljax.restoration.restore). The quality is the QF,
+    which is what the file's quantisation tables give (jpeg.estimate_quality)."""
+    from d2ljax import restoration
+
+    entries = restoration.model_entries()
+    return Method(RESTORE_METHOD, lambda image, qf: restoration.restore(image, entries, quality=qf))
 
 
 def save_image(folder: str, record: dict, image: np.ndarray) -> None:
@@ -134,7 +146,7 @@ def evaluate(datasets: Sequence[str], mode: str, qfs: Sequence[int], methods: Se
                         jpeg = compress(gt, qf)
                         outs = []
                         for method in methods:
-                            out = jpeg if method.restore is None else method.restore(jpeg)
+                            out = jpeg if method.restore is None else method.restore(jpeg, qf)
                             record = {"dataset": bench.name, "mode": mode, "qf": qf,
                                       "method": method.name, "image": name}
                             if save_images:

@@ -61,7 +61,7 @@ def _set(folder: Path, n: int = 2, shape=(24, 32, 3)) -> str:
     return str(folder)
 
 
-def _blur(image):
+def _blur(image, qf=None):
     """A stand-in 'model': a 3x3 box blur keeping shape and dtype."""
     padded = np.pad(image.astype(float), [(1, 1), (1, 1)] + [(0, 0)] * (image.ndim - 2), mode="edge")
     h, w = image.shape[:2]
@@ -112,7 +112,7 @@ def test_unreadable_file_is_skipped_and_counted(tmp_path):
 
 def test_bad_input_raises(tmp_path):
     folder = _set(tmp_path / "a")
-    crop = Method("crop", lambda image: image[1:])
+    crop = Method("crop", lambda image, qf: image[1:])
     with pytest.raises(ValueError, match="shapes differ"):
         evaluate([folder], "color", [10], [crop], progress=False)
     with pytest.raises(ValueError, match="1..100"):
@@ -219,6 +219,34 @@ def test_cli_takes_a_model_name(cli, tmp_path, capsys, shipped_models_only):
     assert cli.main(["evaluate.py"]) is None
     assert [r["method"] for r in json.loads((tmp_path / "res.json").read_text())["results"]] == ["jpeg", "gray_qf10"]
     assert "| gray_qf10 |" in capsys.readouterr().out
+
+
+def test_cli_restore_column_is_what_the_restore_command_gives(cli, tmp_path, shipped_models_only):
+    """--restore: at QF 10 the chosen shipped model blended at its rule's strength (computed here
+    from the model's output); above QF 95, where every rule is 0, the JPEG itself."""
+    from d2ljax import pretrained, restoration
+    from d2ljax.inference import apply_image
+    from d2ljax.jpeg import compress
+
+    folder = tmp_path / "a"
+    folder.mkdir()
+    photo = Image.open(REPO / "d2ljax" / "assets" / "photos" / "astronaut.png").convert("RGB")
+    photo.crop((180, 100, 244, 164)).save(folder / "img0.png")  # a whole bucket: no padding
+    output, images = tmp_path / "res.json", tmp_path / "images"
+    cli.FLAGS.unparse_flags()
+    cli.FLAGS(["evaluate.py", f"--dataset={folder}", "--mode=color", "--qf=10,98", "--restore",
+               f"--output={output}", f"--save_images={images}"])
+    cli.main(["evaluate.py"])
+    rows = {(r["qf"], r["method"]): r for r in json.loads(output.read_text())["results"]}
+    assert rows[(98, "restore")]["psnr"] == rows[(98, "jpeg")]["psnr"]
+    jpeg = compress(np.asarray(Image.open(folder / "img0.png")), 10)
+    _, info = restoration.restore(jpeg, quality=10, return_info=True)
+    entry = pretrained.model_entry(info.model)
+    assert info.strength == entry.restore_rule["10"] < 1
+    full = apply_image(*entry.loaded, jpeg).astype(float)
+    expected = np.round(jpeg + info.strength * (full - jpeg)).astype(np.uint8)
+    np.testing.assert_array_equal(np.asarray(Image.open(images / "a/color/qf10/restore/img0.png")), expected)
+    assert rows[(10, "restore")]["psnr"] > rows[(10, "jpeg")]["psnr"]
 
 
 @pytest.mark.parametrize("flags,words", [
