@@ -66,7 +66,7 @@ def test_bsds_configs(arg):
     train_config.check_config(config, device_count=1, process_count=1)
     assert config.mode == arg.split(",")[0]
     assert all(os.path.basename(p).startswith("BSDS500_") for p in config.train_data.split(","))
-    expected = "10-90" if arg.endswith("blind") else [int(arg.split(",")[1])]
+    expected = "10-95" if arg.endswith("blind") else [int(arg.split(",")[1])]
     assert train_config.trained_qualities(config) == expected
 
 

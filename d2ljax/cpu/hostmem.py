@@ -4,8 +4,9 @@ XLA:CPU allocates its buffers with malloc at every execution and frees them afte
 hands large freed blocks back to the kernel, so every training step faults in fresh 4 KiB pages.
 With glibc's tunable `glibc.malloc.hugetlb=1`, malloc asks for transparent huge pages: hundreds of
 times fewer faults and a faster step (benchmarks/cpu_tuning.md). glibc reads tunables only
-when a process starts, so train.py and evaluate.py call `rerun_with_huge_pages` first: it
-re-executes the process once with the tunable set when all of these hold, and otherwise returns:
+when a process starts, so train.py, evaluate.py and `d2ljax restore` call
+`rerun_with_huge_pages` first: it re-executes the process once with the tunable set when all of
+these hold, and otherwise returns:
 
 - JAX will compute on the CPU (`jax_runs_on_cpu`): JAX_PLATFORMS names only `cpu`, or, where it
   is unset, the host has no accelerator device files (/dev/nvidia*, /dev/accel*, /dev/kfd,
