@@ -8,7 +8,7 @@ import pytest
 from PIL import Image
 
 from conftest import interrupt_when, random_variables
-from d2ljax import console, evaluation
+from d2ljax import console, evaluation, metrics
 from d2ljax.evaluation import Method, evaluate
 from d2ljax.imageio import side_by_side
 
@@ -141,9 +141,13 @@ def test_checkpoint_column_and_channel_mismatch(tmp_path):
     assert all(np.isfinite(r["psnr"]) for r in report["results"])
     from d2ljax.inference import apply_image
     from d2ljax.jpeg import compress
-    jpeg = compress(np.asarray(Image.open(tmp_path / "a" / "img0.png")), 10)
+    gt = np.asarray(Image.open(tmp_path / "a" / "img0.png"))
+    jpeg = compress(gt, 10)
     saved = np.asarray(Image.open(tmp_path / "out" / "a/gray/qf10/tiny_gray/img0.png"))
     np.testing.assert_array_equal(saved, apply_image(*load_model(str(tmp_path / "tiny_gray")), jpeg))
+    row = report["per_image"][1]
+    assert (row["method"], row["psnr"], row["ssim"], row["psnrb"]) == (
+        "tiny_gray", metrics.psnr(gt, saved), metrics.ssim(gt, saved), metrics.psnrb(gt, saved))
     with pytest.raises(ValueError, match="in_chn=1"):
         evaluation.checkpoint_method(str(tmp_path / "tiny_gray"), "color")
 

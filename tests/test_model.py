@@ -100,6 +100,7 @@ def test_bfloat16_forward_close_to_float32():
     err = np.abs(np.asarray(got) - want)
     scale = np.abs(want).max()
     assert err.mean() < 3e-3 * scale and err.max() < 3e-2 * scale, (err.mean(), err.max(), scale)
+    assert err.mean() > 1e-5 * scale, "no rounding error: the convolutions did not run in bfloat16"
 
 
 @pytest.mark.parametrize("in_chn,wf,depth,expected", [

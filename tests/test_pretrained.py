@@ -25,8 +25,8 @@ def test_names_on_the_search_path_load(search_path):
     tmp_path, variables = search_path
     assert pretrained.list_pretrained() == ["blind", "qf10"]
     model, loaded = pretrained.load_pretrained("qf10")  # the first folder on the path wins
-    assert model.in_chn == 3 and all(np.array_equal(a, b) for a, b in zip(
-        jax.tree_util.tree_leaves(loaded), jax.tree_util.tree_leaves(variables)))
+    assert model.in_chn == 3
+    jax.tree.map(np.testing.assert_array_equal, loaded, variables)  # the same tree, leaf for leaf
     assert pretrained.load_pretrained(str(tmp_path / "second" / "qf10"))[0].in_chn == 1  # a path works too
     assert [e.describe() for e in pretrained.all_entries()] == ["blind (gray, blind)", "qf10 (color, QF 10)"]
 

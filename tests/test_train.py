@@ -124,8 +124,10 @@ def test_bfloat16_step():
     mesh = train_state.make_mesh()
     state = train_state.create_train_state(config, model, tx, mesh)
     batch = [np.random.default_rng(0).uniform(size=(8, 16, 16, 3)).astype(np.float32)] * 2
-    state, metrics = train_state.make_train_step(config, model, tx, lr_fn, mesh)(
-        state, train_state.global_batch(batch, mesh), schedules.schedule_span(0, config.num_train_steps))
+    step = train_state.make_train_step(config, model, tx, lr_fn, mesh)
+    args = (state, train_state.global_batch(batch, mesh), schedules.schedule_span(0, config.num_train_steps))
+    assert "bf16" in step.lower(*args).as_text()  # the convolutions do run in bfloat16
+    state, metrics = step(*args)
     assert np.isfinite(float(metrics["loss"])) and int(state.step) == 1
     assert all(p.dtype == jnp.float32 for p in jax.tree.leaves(state.params))
 
@@ -249,6 +251,21 @@ def test_workdir_loads_as_the_best_ema_model(trained):
     assert json.load(open(os.path.join(workdir, "config.json")))["num_train_steps"] == 60
 
 
+def test_a_workdir_exports_its_best_checkpoint_not_its_latest(tmp_path):
+    """'ema': the EMA parameters of the step with the highest validation PSNR (the middle one
+    here); 'trained': the latest step's trained parameters."""
+    import orbax.checkpoint as ocp
+
+    with checkpoints.checkpoint_manager(str(tmp_path), keep=3) as manager:
+        for step, val_psnr in ((10, 20.0), (20, 30.0), (30, 25.0)):
+            tree = {"params": {"w": np.full(3, step, np.float32)}, "ema_params": {"w": np.full(3, -step, np.float32)}}
+            manager.save(step, args=ocp.args.PyTreeSave(tree), metrics={"val_psnr": val_psnr})
+        manager.wait_until_finished()
+    target = {"params": {"w": np.zeros(3, np.float32)}}
+    assert checkpoints.load_workdir_variables(str(tmp_path), target)["params"]["w"].tolist() == [-20] * 3
+    assert checkpoints.load_workdir_variables(str(tmp_path), target, "trained")["params"]["w"].tolist() == [30] * 3
+
+
 def test_init_from_fine_tunes_a_trained_model(trained, tmp_path):
     """Training starts from the source's exported (best EMA) parameters, not the identity."""
     config, source = trained
@@ -325,18 +342,32 @@ class StopAt:
             yield (degraded * np.nan if i == self.index else degraded), clean
 
 
-def test_resume_continues_the_same_run(trained, tmp_path, monkeypatch):
+def test_resume_continues_the_same_run(trained, tmp_path, monkeypatch, capsys):
+    """Interrupted at step 25, the rerun resumes from the step-20 checkpoint and ends where the
+    uninterrupted run did: the same losses, validation PSNRs and final parameters and EMA."""
     config, reference = trained
     with monkeypatch.context() as patch:
         patch.setattr(train_lib, "train_batches", StopAt(25))
         with pytest.raises(KeyboardInterrupt):
             train_lib.train_and_evaluate(config, str(tmp_path))
-    train_lib.train_and_evaluate(config, str(tmp_path))  # resumes from step 20
+    capsys.readouterr()
+    train_lib.train_and_evaluate(config, str(tmp_path))
+    assert "resuming at step 20" in capsys.readouterr().err
     expected, resumed = read_losses(reference), read_losses(tmp_path)
     steps = range(21, 61)
     np.testing.assert_allclose([resumed[s] for s in steps], [expected[s] for s in steps], rtol=1e-6)
     with open(tmp_path / "metrics.jsonl") as f:  # steps 21-24, logged before the interruption, once
-        assert [r["step"] for r in map(json.loads, f)] == list(range(1, 61))
+        records = list(map(json.loads, f))
+    assert [r["step"] for r in records] == list(range(1, 61))
+    with open(os.path.join(reference, "metrics.jsonl")) as f:
+        want = {r["step"]: r["val_psnr"] for r in map(json.loads, f) if "val_psnr" in r}
+    assert want and [r["step"] for r in records if "val_psnr" in r] == list(want)
+    np.testing.assert_allclose([r["val_psnr"] for r in records if "val_psnr" in r], list(want.values()), rtol=1e-6)
+    with checkpoints.checkpoint_manager(reference, read_only=True) as a, \
+            checkpoints.checkpoint_manager(str(tmp_path), read_only=True) as b:
+        want, got = a.restore(60), b.restore(60)
+    for key in ("params", "ema_params"):
+        jax.tree.map(functools.partial(np.testing.assert_allclose, rtol=1e-5, atol=1e-7), got[key], want[key])
 
 
 def test_nan_stops_training_and_keeps_the_checkpoint(tmp_path, monkeypatch):
@@ -373,8 +404,10 @@ batch = [rng.uniform(size=(8, 16, 16, 3)).astype(np.float32) for _ in range(2)]
 rows = slice(int(process_id) * 8 // int(num_processes), (int(process_id) + 1) * 8 // int(num_processes))
 losses = []
 for _ in range(2):
-    state, metrics = step(state, train_state.global_batch([x[rows] for x in batch], mesh),
-                          schedules.schedule_span(0, config.num_train_steps))
+    sharded = train_state.global_batch([x[rows] for x in batch], mesh)
+    assert mesh.devices.size == int(devices) and len(sharded[0].sharding.device_set) == int(devices)
+    assert {{s.data.shape[0] for s in sharded[0].addressable_shards}} == {{8 // int(devices)}}  # split, not copied
+    state, metrics = step(state, sharded, schedules.schedule_span(0, config.num_train_steps))
     losses.append(float(metrics["loss"]))
 signals = StopSignals()  # the last process alone was signalled: every process stops for it
 signals.signum = 15 if int(process_id) == int(num_processes) - 1 else 0
@@ -430,7 +463,8 @@ def test_time_budget_stops_with_a_checkpoint_and_a_rerun_continues(tmp_path, cap
     with checkpoints.checkpoint_manager(str(tmp_path), read_only=True) as manager:
         assert manager.latest_step() == first["step"]
     second = train_lib.train_and_evaluate(config, str(tmp_path))
-    assert second["step"] > first["step"]
+    assert second["step"] > first["step"] and f"resuming at step {first['step']}" in capsys.readouterr().err
+    assert list(read_losses(tmp_path)) == list(range(1, second["step"] + 1))  # continued, not restarted
 
 
 def test_train_evaluate_and_restore_need_no_tensorflow(tmp_path):
