@@ -4,7 +4,8 @@
     python -m benchmarks.never_worse --verify [--photos FILES_OR_FOLDERS] [--crop 384] [--grain 0,8]
 
 Each photo (default: the photos that ship with scikit-image, scikit-learn and matplotlib that
-are in no training, validation or benchmark set of d2ljax; pip install them) whose pixels carry a
+are in no training, validation or benchmark set of d2ljax; pip install them), and a generated
+one of saturated colour waves (`saturated_waves`; --no-generated leaves it out), whose pixels carry a
 JPEG history of their own (a JPEG file, or `jpeg.detect_quality` finds one) is first halved
 (means of 2x2 pixels), which leaves none. Each is cut to its central --crop x --crop pixels,
 compressed at each --qualities (d2ljax.jpeg.compress) and restored at full strength by the
@@ -59,6 +60,20 @@ PACKAGE_PHOTOS = {
     "sklearn": ("datasets/images", ("china.jpg", "flower.jpg")),
     "matplotlib": ("mpl-data/sample_data", ("grace_hopper.jpg",)),
 }
+GENERATED_NAME = "saturated_waves"
+
+
+def saturated_waves(size: int = 384, seed: int = 1) -> np.ndarray:
+    """Clean colour waves at full saturation: per channel sin(u(x) + phase) * cos(v(y)) around 128
+    with amplitude 90, the period of u falling from 96 to 16 pixels across the photo and that of v
+    rising from 16 to 96, the phases drawn from seed. Photos rarely hold such colour, yet it is
+    where the small models lose most against a good JPEG; the wheel in PACKAGE_PHOTOS is smooth."""
+    t = np.arange(size) / size
+    sweep = 2 * np.pi * size * (t / 96 + (1 / 16 - 1 / 96) * t ** 2 / 2)    # phase of a period 96 -> 16
+    u, v = sweep, sweep[::-1]
+    phases = np.random.default_rng(seed).uniform(0, 2 * np.pi, 3)
+    waves = [128 + 90 * np.sin(u[None, :] + p) * np.cos(v[:, None]) for p in phases]
+    return np.round(np.stack(waves, -1)).astype(np.uint8)
 
 
 def default_photos() -> list[str]:
@@ -102,18 +117,22 @@ def with_grain(image: np.ndarray, sigma: float, name: str) -> np.ndarray:
     return np.clip(np.round(image + noise), 0, 255).astype(np.uint8)
 
 
-def photos_for(paths: list[str], channels: int, crop: int, grain=GRAIN_SIGMAS) -> dict[str, np.ndarray]:
+def photos_for(paths: list[str], channels: int, crop: int, grain=GRAIN_SIGMAS,
+               generated: bool = True) -> dict[str, np.ndarray]:
     """name -> the clean photo as the model's kind (colour photos for colour models, gray files
-    or the Y of colour files for gray ones), and 'name+grainS' -> it with grain of sigma S."""
+    or the Y of colour files for gray ones), and 'name+grainS' -> it with grain of sigma S; the
+    files, then (generated) saturated_waves."""
+    sources = {os.path.basename(path): clean_photo(path) for path in paths}
+    if generated:
+        sources[GENERATED_NAME] = saturated_waves()
     out = {}
-    for path in paths:
-        image = clean_photo(path)
+    for source, image in sources.items():
         if image.ndim == 2 and channels == 3:
             continue
         image = central_crop(imageio.to_channels(image, channels), crop)
         image = image[..., 0] if channels == 1 else image
         for sigma in grain:
-            name = os.path.basename(path) + (f"+grain{sigma:g}" if sigma else "")
+            name = source + (f"+grain{sigma:g}" if sigma else "")
             out[name] = with_grain(image, sigma, name) if sigma else image
     return out
 
@@ -141,13 +160,13 @@ def choose_strength(per_strength: dict[float, list[float]]) -> float:
     return max(fair, key=lambda s: (np.mean(per_strength[s]), -s))
 
 
-def verify(paths: list[str], crop: int, grain, qualities) -> None:
+def verify(paths: list[str], crop: int, grain, qualities, generated: bool) -> None:
     """The CLI's choice and rules on the photos (see the module docstring)."""
     entries = restoration.model_entries()
     print("| kind | QF | as a JPEG file: mean / worst change | as PNG pixels: mean / worst change |")
     print("|---|---|---|---|")
     for kind, channels in (("color", 3), ("gray", 1)):
-        photos = list(photos_for(paths, channels, crop, grain).values())
+        photos = list(photos_for(paths, channels, crop, grain, generated).values())
         kept = sum(np.array_equal(restoration.restore(p, entries), p) for p in photos)
         for qf in qualities:
             from_file, from_pixels = [], []
@@ -170,6 +189,8 @@ def main(argv=None) -> None:
     parser.add_argument("--grain", default=",".join(map(str, GRAIN_SIGMAS)),
                         help="grain sigmas, 0 for the photo as it is")
     parser.add_argument("--qualities", default=",".join(map(str, QUALITIES)))
+    parser.add_argument("--no-generated", dest="generated", action="store_false",
+                        help=f"leave out the generated photo ({GENERATED_NAME})")
     parser.add_argument("--write", action="store_true", help="store the rule in the model folder's model.json")
     parser.add_argument("--verify", action="store_true", help="check the rules in place through the CLI's path")
     args = parser.parse_args(argv)
@@ -177,9 +198,9 @@ def main(argv=None) -> None:
     qualities = [jpeg.check_quality(int(q), "--qualities") for q in args.qualities.split(",")]
     grain = [float(g) for g in args.grain.split(",")]
     if args.verify:
-        return verify(paths, args.crop, grain, qualities)
+        return verify(paths, args.crop, grain, qualities, args.generated)
     entry = pretrained.model_entry(args.model)
-    photos = photos_for(paths, entry.in_chn, args.crop, grain)
+    photos = photos_for(paths, entry.in_chn, args.crop, grain, args.generated)
     print(f"{entry.describe()} on {len(photos)} photos ({', '.join(photos)}), central {args.crop}x{args.crop}")
     for name, photo in photos.items():
         print(f"  {name} prepared: detect_quality -> {jpeg.detect_quality(photo)}")

@@ -78,12 +78,31 @@ def test_never_worse_adds_seeded_grain_of_the_named_sigma(tmp_path):
     smooth = np.stack([(x * 2 + c * 20) % 200 + 20 for c in range(3)], -1).astype(np.uint8) + (y // 8).astype(np.uint8)[..., None]
     Image.fromarray(smooth).save(tmp_path / "smooth.png")
     paths = [str(tmp_path / "smooth.png")]
-    photos = never_worse.photos_for(paths, 3, 48, grain=(0, 8))
+    photos = never_worse.photos_for(paths, 3, 48, grain=(0, 8), generated=False)
     assert list(photos) == ["smooth.png", "smooth.png+grain8"]
     assert np.array_equal(photos["smooth.png"], smooth[8:56, 16:64])
     grain = photos["smooth.png+grain8"].astype(float) - photos["smooth.png"]
     assert abs(grain.std() - 8) < 0.5 and abs(grain.mean()) < 0.5
-    again = never_worse.photos_for(paths, 1, 48, grain=(8,))
+    again = never_worse.photos_for(paths, 1, 48, grain=(8,), generated=False)
     assert list(again) == ["smooth.png+grain8"] and again["smooth.png+grain8"].ndim == 2
-    assert np.array_equal(never_worse.photos_for(paths, 3, 48, grain=(8,))["smooth.png+grain8"],
+    assert np.array_equal(never_worse.photos_for(paths, 3, 48, grain=(8,), generated=False)["smooth.png+grain8"],
                           photos["smooth.png+grain8"])
+
+
+def test_never_worse_generates_saturated_waves_from_slow_to_fast():
+    from benchmarks import never_worse
+    from d2ljax import jpeg
+    waves = never_worse.saturated_waves()
+    assert waves.shape == (384, 384, 3) and waves.min() < 45 and waves.max() > 210
+    assert jpeg.detect_quality(waves) is None  # clean: restore would leave it as it is
+    # Along a row the crossings of 128 are half a period apart, the period falling from 96 to 16 px:
+    # 1 / period(x) = 1/96 + (1/16 - 1/96) x / 384.
+    rows = waves[..., 0].astype(float) - 128
+    row = rows[np.argmax(rows.std(axis=1))]
+    crossings = np.flatnonzero((row[1:] > 0) != (row[:-1] > 0))
+    crossings = crossings[np.diff(crossings, prepend=-9) > 2]  # one crossing where rounding flickers
+    middles = (crossings[1:] + crossings[:-1]) / 2
+    expected = 0.5 / (1 / 96 + (1 / 16 - 1 / 96) * middles / 384)
+    assert len(crossings) > 20 and np.allclose(np.diff(crossings), expected, rtol=0.15, atol=1.5)
+    gray = never_worse.photos_for([], 1, 384, grain=(0,))
+    assert list(gray) == ["saturated_waves"] and gray["saturated_waves"].ndim == 2
