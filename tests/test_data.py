@@ -10,7 +10,7 @@ import pytest
 import tensorflow as tf
 from PIL import Image
 
-from d2ljax import data, grain_data, samples
+from d2ljax import data, grain_data, jpeg, samples
 from d2ljax.imageio import SAMPLE_PHOTOS_DIR, ImageError
 from d2ljax.metrics import rgb_to_y
 
@@ -209,12 +209,18 @@ def test_pairs_are_float_nhwc_and_degraded_is_pillows_jpeg_of_clean(mode, make_i
         assert 16 <= to_uint8(clean).min() and to_uint8(clean).max() <= 235
 
 
-def test_misaligned_patches_are_crops_of_a_larger_jpeg(make_iterator):
-    batches = make_iterator(batch_size=8, patch_size=32, qf=10, misalign=1.0, **SINGLE)
-    degraded, clean = next(batches)
-    assert degraded.shape == clean.shape == (8, 32, 32, 3)
-    aligned = [np.array_equal(d, pillow_jpeg(c, 10)) for d, c in zip(to_uint8(degraded), to_uint8(clean))]
-    assert not all(aligned)  # offsets other than 0 and 8 break the identity
+def test_misaligned_patches_put_the_jpeg_grid_anywhere(make_iterator):
+    """The blocking grid (found in the pixels) of misaligned patches starts anywhere, of aligned ones at 0."""
+    def grid_rows(misalign):
+        degraded, clean = next(make_iterator(batch_size=32, patch_size=64, qf=10, misalign=misalign, **SINGLE))
+        assert degraded.shape == clean.shape == (32, 64, 64, 3)
+        aligned = [np.array_equal(d, pillow_jpeg(c, 10)) for d, c in zip(to_uint8(degraded), to_uint8(clean))]
+        return np.array([jpeg.grid_offset(jpeg.jfif_luma(d))[0] for d in to_uint8(degraded)]), aligned
+    rows, aligned = grid_rows(0.0)
+    assert all(aligned) and np.mean(rows == 0) > 0.8  # the detection errs on a few flat patches
+    rows, aligned = grid_rows(1.0)
+    # Offsets 0-8 each 1/9 of the time: the grid starts at row 0 for 0 and 8 (2/9), elsewhere else.
+    assert np.mean(rows == 0) < 0.5 and len(set(rows)) >= 5 and not all(aligned)
 
 
 def test_same_seed_same_batches_and_resume_at_a_step(make_iterator):
