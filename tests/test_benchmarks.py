@@ -106,3 +106,14 @@ def test_never_worse_generates_saturated_waves_from_slow_to_fast():
     assert len(crossings) > 20 and np.allclose(np.diff(crossings), expected, rtol=0.15, atol=1.5)
     gray = never_worse.photos_for([], 1, 384, grain=(0,))
     assert list(gray) == ["saturated_waves"] and gray["saturated_waves"].ndim == 2
+
+
+def test_never_worse_chooses_the_best_mean_among_strengths_that_lose_nothing():
+    from benchmarks import never_worse
+    assert never_worse.MARGIN_DB == 0.01
+    # 1.0 has the best mean but one photo loses 0.02 dB; 0.5 loses at most 0.005.
+    assert never_worse.choose_strength({0.0: [0, 0], 0.5: [0.3, -0.005], 1.0: [0.6, -0.02]}) == 0.5
+    # Equal means: the weaker strength (closer to the JPEG).
+    assert never_worse.choose_strength({0.0: [0, 0], 0.5: [0.1, 0.1], 1.0: [0.1, 0.1]}) == 0.5
+    # Every strength loses on some photo: leave the JPEG as it is.
+    assert never_worse.choose_strength({0.0: [0, 0], 0.5: [0.4, -0.3], 1.0: [0.8, -0.9]}) == 0.0
