@@ -251,12 +251,12 @@ def test_shipped_models_are_chosen_by_kind_and_quality():
                for name in sorted(os.listdir(pretrained.PACKAGE_MODELS))]
     choose = lambda channels, quality: os.path.basename(restoration.choose_model(shipped, channels, quality).name)
     assert choose(1, None) == "gray_blind" and choose(3, None) == "color_blind"
-    assert choose(1, 22) == "gray_qf20"
-    # At QF 10 the QF-10 model and the blind one of each kind fit: their measured LIVE1 gains decide
-    for channels, names in ((1, ("gray_qf10", "gray_blind")), (3, ("color_qf10", "color_blind"))):
-        gains = {os.path.basename(entry.name): entry.gains[10] for entry in shipped
+    # Near QF 10 (20) the QF-10 (QF-20) model and the blind one of the kind fit: their measured LIVE1 gains decide
+    for channels, quality, names in ((1, 12, ("gray_qf10", "gray_blind")), (3, 12, ("color_qf10", "color_blind")),
+                                     (1, 22, ("gray_qf20", "gray_blind"))):
+        gains = {os.path.basename(entry.name): entry.gains[round(quality, -1)] for entry in shipped
                  if os.path.basename(entry.name) in names}
-        assert choose(channels, 12) == max(gains, key=gains.get), gains
+        assert choose(channels, quality) == max(gains, key=gains.get), gains
     assert choose(1, 60) == "gray_blind" and choose(3, 30) == "color_blind"
 
 
