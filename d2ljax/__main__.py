@@ -1,7 +1,7 @@
 """The `d2ljax` command (also `python -m d2ljax`).
 
     d2ljax restore photo.jpg folder/ 'more/*.jpg' -o restored/ [--model NAME | --checkpoint DIR]
-    d2ljax models                      # the named models and what they were trained for
+    d2ljax models                      # the named models: trained for, steps, LIVE1 results
     d2ljax export WORKDIR OUT_DIR      # a training workdir -> a model folder to share
     d2ljax convert IN.pth OUT_DIR      # the authors' PyTorch weights (or .npz) -> a model folder
     d2ljax tables results/gray.json    # evaluate.py reports as one table, beside the paper's
@@ -129,9 +129,12 @@ def run_restore(args: argparse.Namespace) -> int:
 # --- models, export, convert ----------------------------------------------------------------
 
 def run_models(args: argparse.Namespace) -> int:
-    """Lists the named models (stdout) and where they were searched for (stderr)."""
+    """Lists the named models with their training and LIVE1 results (stdout), and where they
+    were searched for (stderr)."""
     for name in pretrained.list_pretrained():
-        print(pretrained.model_entry(name).describe())
+        entry = pretrained.model_entry(name)
+        record = pretrained.training_record(entry.metadata)
+        print(entry.describe() + (f": {record}" if record else ""))
     print(f"(search path: {os.pathsep.join(pretrained.search_path())})", file=sys.stderr)
     return 0
 
@@ -229,7 +232,7 @@ def build_parser() -> Parser:
         return sub
 
     add_restore_arguments(command("restore", run_restore, "restore JPEG photos into a folder"))
-    command("models", run_models, "list the named models")
+    command("models", run_models, "list the named models with their training and LIVE1 results")
     export = command("export", run_export, "a training workdir -> a model folder")
     export.add_argument("workdir", help="training workdir (its best checkpoint, EMA parameters when kept)")
     export.add_argument("outdir", metavar="OUT_DIR", help="new model folder; a name in ~/.cache/d2ljax/models "

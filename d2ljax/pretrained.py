@@ -134,6 +134,7 @@ class ModelEntry:
     loader: Callable[[], tuple[D2LNet, dict]] = dataclasses.field(repr=False)
     restore_rule: Optional[Mapping[str, float]] = None  # model.json's never-worse table (restoration.rule_strength)
     gains: Optional[Mapping[int, float]] = None  # QF -> measured PSNR gain over JPEG on MEASURED_ON (dB)
+    metadata: Mapping[str, Any] = dataclasses.field(default_factory=dict, repr=False)  # its model.json
 
     @functools.cached_property
     def loaded(self) -> tuple[D2LNet, dict]:
@@ -149,6 +150,22 @@ class ModelEntry:
             trained = "QF " + ", ".join(str(lo) if lo == hi else f"{lo}-{hi}" for lo, hi in self.qualities)
         return f"{self.name} ({'gray' if self.in_chn == 1 else 'color'}, {trained})"
 
+def training_record(metadata: Mapping[str, Any]) -> str:
+    """'19603 steps, 8.2 CPU-hours; LIVE1 QF 10: 27.118 dB (+1.425)': a model's total training and
+    its PSNR (gain over the JPEG) on MEASURED_ON at each measured QF, as far as model.json records
+    them ('' when it records neither)."""
+    trained = [f"{metadata['total_train_steps']} steps"] if metadata.get("total_train_steps") else []
+    if metadata.get("total_cpu_hours"):
+        trained.append(f"{metadata['total_cpu_hours']:.1f} CPU-hours")
+    results = []
+    for qf, row in sorted(metadata.get("results", {}).get(MEASURED_ON, {}).items(), key=lambda item: int(item[0])):
+        gain = f" ({row['psnr'] - row['jpeg_psnr']:+.3f})" if "jpeg_psnr" in row else ""
+        results.append(f"QF {qf}: {row['psnr']:.3f} dB{gain}")
+    parts = [", ".join(trained)] if trained else []
+    if results:
+        parts.append(f"{MEASURED_ON} " + ", ".join(results))
+    return "; ".join(parts)
+
 
 def measured_gains(metadata: Mapping[str, Any]) -> Optional[dict[int, float]]:
     """QF -> the model's PSNR gain over JPEG on MEASURED_ON, from model.json's "results" (None: none)."""
@@ -159,7 +176,7 @@ def measured_gains(metadata: Mapping[str, Any]) -> Optional[dict[int, float]]:
 
 def entry_from_metadata(name: str, metadata: Mapping[str, Any], loader) -> ModelEntry:
     return ModelEntry(name, in_channels(metadata), parse_qualities(metadata.get("qf")), loader,
-                      metadata.get("restore_rule"), measured_gains(metadata))
+                      metadata.get("restore_rule"), measured_gains(metadata), metadata)
 
 
 def model_entry(name: ModelName) -> ModelEntry:

@@ -116,6 +116,22 @@ def test_existing_out_dir_is_refused_before_reading_weights(tmp_path, capsys):
             f"error: OUT_DIR {tmp_path / 'taken'}: exists; choose a new folder or pass --overwrite")
 
 
+def test_models_lists_each_with_its_training_and_live1_results(tmp_path, capsys, monkeypatch):
+    monkeypatch.setenv("D2LJAX_MODELS", str(tmp_path))
+    monkeypatch.setattr(d2ljax.pretrained, "PACKAGE_MODELS", str(tmp_path / "none"))
+    model = D2LNet(in_chn=1, wf=8, depth=2)
+    live1 = {"20": {"psnr": 31.5, "jpeg_psnr": 30.25}, "10": {"psnr": 29.0, "jpeg_psnr": 27.75}}
+    checkpoints.save_model(str(tmp_path / "blind"), model, random_variables(model), metadata={
+        "qf": "10-95", "total_train_steps": 1200, "total_cpu_hours": 0.7,
+        "results": {"BSDS500": {"10": {"psnr": 1.0}}, "LIVE1": live1}})
+    checkpoints.save_model(str(tmp_path / "old"), model, random_variables(model), metadata={"qf": 10})
+    status, out, err = run_main(capsys, "models")
+    assert status == 0 and out.splitlines() == [
+        "blind (gray, QF 10-95): 1200 steps, 0.7 CPU-hours; LIVE1 QF 10: 29.000 dB (+1.250), QF 20: 31.500 dB (+1.250)",
+        "old (gray, QF 10)"]
+    assert str(tmp_path) in err
+
+
 def test_tables_name_a_bad_report(tmp_path, capsys):
     (tmp_path / "notes.json").write_text("not json")
     status, _, err = run_main(capsys, "tables", str(tmp_path / "missing.json"))
