@@ -8,14 +8,15 @@ are in no training, validation or benchmark set of d2ljax; pip install them), an
 one of saturated colour waves (`saturated_waves`; --no-generated leaves it out), whose pixels carry a
 JPEG history of their own (a JPEG file, or `jpeg.detect_quality` finds one) is first halved
 (means of 2x2 pixels), which leaves none. Each is cut to its central --crop x --crop pixels,
-compressed at each --qualities (d2ljax.jpeg.compress) and restored at full strength by the
-model (`d2ljax.restore(..., force=True)`, default Options, as the CLI runs it). A colour model
+compressed at each --qualities (d2ljax.jpeg.compress) and run through the model
+(`restoration.model_outputs`, default Options, as the CLI runs it). A colour model
 gets the colour photos; a gray model gets gray photos and the protocol's gray (BT.601 Y) of
 colour ones. Each photo also comes with grain: for each nonzero --grain sigma, a copy with
 Gaussian noise of that standard deviation added (seeded by its name), because real photos carry
 sensor noise or film grain that a model may smooth away at middle qualities, where the JPEG
-kept it. For each quality and each strength s in 0, 0.05, ..., 1 the output
-`input + s * (restored - input)` (`restoration.blend`) is compared with the photo: the rule's
+kept it. For each quality and each strength s in 0, 0.05, ..., 1 what restore makes of the
+model's output at strength s (`restoration.finish`: `input + s * (restored - input)`, moved
+into the JPEG's quantisation cells) is compared with the photo: the rule's
 strength is the one with the best mean PSNR among those that lose nothing on any photo
 (worst change >= -MARGIN_DB; s = 0 always qualifies). Printed: per quality the input PSNR, the
 full model's mean and worst change, the chosen strength and its mean and worst change; and the
@@ -143,11 +144,11 @@ def measure(entry: pretrained.ModelEntry, photos: dict[str, np.ndarray], qualiti
     for qf in qualities:
         per_strength = {float(s): [] for s in STRENGTHS}
         for name, photo in photos.items():
-            compressed = jpeg.compress(photo, qf)
-            restored = restoration.restore(compressed, model=entry, quality=qf, force=True)
-            before = psnr(photo, compressed)
+            compressed = restoration.as_photo(jpeg.compress(photo, qf), qf)
+            restored = restoration.model_outputs(entry, [compressed])[0]
+            before = psnr(photo, compressed.pixels)
             for s in STRENGTHS:
-                after = psnr(photo, restoration.blend(compressed, restored, float(s)))
+                after = psnr(photo, restoration.finish(compressed, restored, float(s)))
                 per_strength[float(s)].append(after - before)
         changes[qf] = per_strength
         print(f"  QF {qf}: measured", flush=True)

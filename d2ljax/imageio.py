@@ -127,6 +127,8 @@ class Decoded:
     quantization: Optional[dict] = None  # a JPEG's quantisation tables
     icc_profile: Optional[bytes] = None
     exif: Optional[bytes] = None  # orientation reset to 1
+    orientation: int = 1  # the EXIF orientation the pixels were turned upright from
+    luma_coded: bool = False  # a JPEG of gray or YCbCr colour: its first table quantises the luma
 
     @property
     def is_gray(self) -> bool:
@@ -147,15 +149,17 @@ def decode(image: Image.Image, name: str) -> Decoded:
     target = "L" if image.mode in GRAY_MODES else "RGB"
     converted = image.convert(target + "A" if alpha else target)
     exif = image.getexif()
-    if exif.get(ORIENTATION, 1) in UPRIGHT:
-        converted = converted.transpose(UPRIGHT[exif[ORIENTATION]])
+    orientation = exif.get(ORIENTATION, 1)
+    if orientation in UPRIGHT:
+        converted = converted.transpose(UPRIGHT[orientation])
     if ORIENTATION in exif:
         exif[ORIENTATION] = 1
     array = np.asarray(converted, dtype=np.uint8)
     pixels = array[..., :-1].reshape(array.shape[:2] + (() if target == "L" else (3,))) if alpha else array
     return Decoded(pixels, array[..., -1] if alpha else None,
                    image.quantization if image.format == "JPEG" else None,
-                   image.info.get("icc_profile") or None, exif.tobytes() if exif else None)
+                   image.info.get("icc_profile") or None, exif.tobytes() if exif else None, orientation,
+                   image.format == "JPEG" and image.mode in ("L", "RGB") and image.info.get("adobe_transform") != 0)
 
 
 @contextlib.contextmanager

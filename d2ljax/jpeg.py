@@ -8,13 +8,14 @@ tables back to the IJG quality that made them, so a photo can be matched to a mo
 """
 from __future__ import annotations
 
+import dataclasses
 import io
 import os
 from typing import Union
 
 import numpy as np
 from PIL import Image
-from scipy.fft import dctn
+from scipy.fft import dctn, idctn
 
 from d2ljax.imageio import ImageError, opened
 
@@ -201,3 +202,77 @@ def detect_quality(image: np.ndarray) -> int | None:
     scores = history_scores(block_coefficients(luma))
     best = int(np.argmax(scores))
     return int(QUALITIES[best]) if scores[best] > HISTORY_SCORE else None
+
+
+# --- consistency with the JPEG's quantisation ----------------------------------------------
+# EXIF orientation -> how the upright pixels' axes relate to the stored ones (imageio.UPRIGHT):
+# (rows and columns swapped, upright rows reversed, upright columns reversed).
+ORIENTATION_AXES = {1: (False, False, False), 2: (False, False, True), 3: (False, True, True),
+                    4: (False, True, False), 5: (True, False, False), 6: (True, False, True),
+                    7: (True, True, True), 8: (True, True, False)}
+
+
+@dataclasses.dataclass(frozen=True)
+class Grid:
+    """A decoded JPEG's 8x8 luma blocks in its upright pixels: the 64 luminance quantisation
+    steps (natural order) and the (row, column) where the first whole block starts."""
+    luma_table: np.ndarray
+    offset: tuple[int, int] = (0, 0)
+
+
+def file_grid(tables: dict, orientation: int, shape: tuple[int, ...]) -> Grid:
+    """The Grid of a JPEG file's own tables (Pillow's `.quantization`) in its pixels turned
+    upright by EXIF `orientation` (`shape`: the upright H, W). The file's blocks start at its
+    stored pixel (0, 0); an axis that runs reversed upright starts them at its length mod 8, and
+    swapped axes transpose the table."""
+    swapped, *reversed_axes = ORIENTATION_AXES.get(orientation, ORIENTATION_AXES[1])
+    table = np.asarray(tables[0], dtype=np.int64).reshape(8, 8)
+    offset = tuple(size % 8 if rev else 0 for size, rev in zip(shape[:2], reversed_axes))
+    return Grid((table.T if swapped else table).reshape(64), offset)
+
+
+def pixel_grid(image: np.ndarray, quality: int) -> Grid:
+    """The Grid of pixels that were once a JPEG of IJG `quality`: its scaled standard table, the
+    grid where the blocking steps lie (`grid_offset`; (0, 0) below 16 pixels, too few to tell)."""
+    luma = jfif_luma(image)
+    return Grid(ijg_table(IJG_LUMINANCE, quality), grid_offset(luma) if min(luma.shape) >= 16 else (0, 0))
+
+
+def whole_blocks(shape: tuple[int, int], offset: tuple[int, int]) -> tuple[slice, slice]:
+    """The rows and columns of an H x W `shape` that whole 8x8 blocks of a grid starting at `offset` cover."""
+    return tuple(slice(start, start + (size - start) // 8 * 8) for start, size in zip(offset, shape))
+
+
+def to_blocks(plane: np.ndarray) -> np.ndarray:
+    """(H/8, W/8, 8, 8) blocks of an H x W plane (multiples of 8)."""
+    rows, cols = plane.shape[0] // 8, plane.shape[1] // 8
+    return plane.reshape(rows, 8, cols, 8).swapaxes(1, 2)
+
+
+def project_luma(decoded: np.ndarray, restored: np.ndarray, grid: Grid) -> np.ndarray:
+    """`restored` with its luma moved into the quantisation cells of the JPEG `decoded` was.
+
+    Both are uint8 HxW or HxWx3 of the same shape. In each whole block of the `grid`, every DCT
+    coefficient c of the decoded luma lies near a multiple k q of its step q; the restored luma's
+    coefficient is clipped into [(k - 1/2) q, (k + 1/2) q], the values that quantise to the same
+    k, where the original photo's coefficient lies too. Projecting onto this convex set moves the
+    restored luma closer to the original's, never further (up to the encoder's integer DCT and
+    the final rounding). Only coefficients within q/4 of their multiple are clipped: blocks that
+    clipped at 0 or 255, and steps too fine to tell from the pixels' rounding, are left as they
+    are. A colour image gets the luma change on each of R, G and B, which keeps its JFIF chroma.
+    """
+    rows, cols = whole_blocks(decoded.shape[:2], grid.offset)
+    if rows.stop == rows.start or cols.stop == cols.start:
+        return restored
+    steps = np.asarray(grid.luma_table, dtype=np.float64).reshape(8, 8)
+    before = dctn(to_blocks(jfif_luma(decoded)[rows, cols]), axes=(2, 3), norm="ortho")
+    after = dctn(to_blocks(jfif_luma(restored)[rows, cols]), axes=(2, 3), norm="ortho")
+    multiple = np.round(before / steps)
+    on_lattice = np.abs(before - multiple * steps) <= steps / 4
+    projected = np.where(on_lattice, np.clip(after, (multiple - 0.5) * steps, (multiple + 0.5) * steps), after)
+    change = np.zeros(decoded.shape[:2])
+    blocks = idctn(projected - after, axes=(2, 3), norm="ortho")
+    change[rows, cols] = blocks.swapaxes(1, 2).reshape(blocks.shape[0] * 8, blocks.shape[1] * 8)
+    if restored.ndim == 3:
+        change = change[..., None]
+    return np.clip(np.round(restored + change), 0, 255).astype(np.uint8)

@@ -24,7 +24,8 @@ applies it at the exact size). Choices (see docs/restore.md):
   photo's from its pixels (`jpeg.detect_quality`). A photo with no JPEG history comes back
   unchanged; otherwise the chosen model's measured rule (model.json "restore_rule", see
   `rule_strength`) says how strongly to restore it: `blend(input, restored, strength)`.
-  `force` restores at full strength.
+  `force` restores at full strength. Then the luma is moved into the JPEG's quantisation
+  cells (`finish`, `jpeg.project_luma`), where the original lies: closer to it, never further.
 - Photos are read once (`imageio.read`), turned upright (EXIF orientation) and keep their
   alpha, ICC profile and EXIF (orientation reset to 1); outputs are lossless and
   byte-for-byte reproducible.
@@ -106,6 +107,7 @@ class Photo:
     exif: Optional[bytes] = None  # orientation already applied (tag reset to 1)
     alpha: Optional[np.ndarray] = None  # HxW transparency, reattached unchanged
     quality_from: str = "given"  # where the quality comes from: TABLES, PIXELS or GIVEN
+    grid: Optional[jpeg.Grid] = None  # its JPEG's luma blocks (`jpeg.project_luma`); None: unknown
 
 
 # Where a photo's quality comes from, in the words of --verbose and RestoreInfo.reason.
@@ -366,36 +368,57 @@ def plan(photo: Photo, entries: Sequence[ModelEntry], force: bool = False) -> Pl
     return Plan(entry, strength, f"{found} -> {entry.describe()}, strength {strength:.2f}{source}")
 
 
+def model_outputs(entry: ModelEntry, photos: Sequence[Photo], options: Options = Options()) -> list[np.ndarray]:
+    """The entry's model's output for each photo, in the photo's own channels (`merge_channels`)."""
+    model, variables = entry.loaded
+    inputs = [imageio.to_channels(photo.pixels, model.in_chn) for photo in photos]
+    return [merge_channels(photo.pixels, x, y)
+            for photo, x, y in zip(photos, inputs, run_images(model, variables, inputs, options))]
+
+
+def finish(photo: Photo, restored: np.ndarray, strength: float) -> np.ndarray:
+    """What restoring `photo` returns, given the model's output: `blend`ed with the photo at
+    `strength`, then moved into the quantisation cells of the photo's JPEG (`jpeg.project_luma`
+    on `photo.grid`), which can only bring it closer to the original; as blended when the grid
+    is unknown."""
+    blended = blend(photo.pixels, restored, strength)
+    return blended if photo.grid is None else jpeg.project_luma(photo.pixels, blended, photo.grid)
+
+
 def restore_photos(photos: Sequence[Photo], plans: Sequence[Plan], options: Options = Options()
                    ) -> list[Photo]:
-    """Restores each photo as planned, photos sharing a model restored together; a plan of
-    strength 0 leaves its photo as it is."""
+    """Restores each photo as planned (`finish`), photos sharing a model run together; a plan
+    of strength 0 leaves its photo as it is."""
     out = list(photos)
     for entry in dict.fromkeys(p.entry for p in plans if p.strength > 0):
         indices = [i for i, p in enumerate(plans) if p.entry is entry and p.strength > 0]
-        model, variables = entry.loaded
-        inputs = [imageio.to_channels(photos[i].pixels, model.in_chn) for i in indices]
-        for i, x, y in zip(indices, inputs, run_images(model, variables, inputs, options)):
-            restored = merge_channels(photos[i].pixels, x, y)
-            out[i] = dataclasses.replace(photos[i], pixels=blend(photos[i].pixels, restored, plans[i].strength))
+        for i, restored in zip(indices, model_outputs(entry, [photos[i] for i in indices], options)):
+            out[i] = dataclasses.replace(photos[i], pixels=finish(photos[i], restored, plans[i].strength))
     return out
 
 
 # --- photos in and out -------------------------------------------------------------------
 
 def estimated(photo: Photo, quantization: Optional[dict] = None, name: str = "<image>") -> Photo:
-    """The photo with its quality: kept when given, else from a JPEG's quantisation tables, else
-    detected from the pixels (`jpeg.detect_quality`; None when they carry no JPEG history)."""
-    if photo.quality is not None:
-        return photo
-    if quantization is not None:
-        return dataclasses.replace(photo, quality=jpeg.tables_quality(quantization, name), quality_from=TABLES)
-    return dataclasses.replace(photo, quality=jpeg.detect_quality(photo.pixels), quality_from=PIXELS)
+    """The photo with its quality and JPEG grid. The quality is kept when given, else read from
+    a JPEG's quantisation tables, else detected from the pixels (`jpeg.detect_quality`; None
+    when they carry no JPEG history). A grid already known is kept; else pixels of a known
+    quality get the grid of its IJG table (`jpeg.pixel_grid`)."""
+    if photo.quality is None and quantization is not None:
+        photo = dataclasses.replace(photo, quality=jpeg.tables_quality(quantization, name), quality_from=TABLES)
+    elif photo.quality is None:
+        photo = dataclasses.replace(photo, quality=jpeg.detect_quality(photo.pixels), quality_from=PIXELS)
+    if photo.grid is None and photo.quality is not None:
+        photo = dataclasses.replace(photo, grid=jpeg.pixel_grid(photo.pixels, photo.quality))
+    return photo
 
 
 def photo_of(decoded: imageio.Decoded, name: str, quality: Optional[int] = None) -> Photo:
-    """A Photo of one read of an image (`imageio.decode`), its quality `estimated` unless given."""
-    photo = Photo(decoded.pixels, quality, decoded.icc_profile, decoded.exif, decoded.alpha)
+    """A Photo of one read of an image (`imageio.decode`), its quality `estimated` unless given;
+    a JPEG of gray or YCbCr colour brings its own grid (`jpeg.file_grid`)."""
+    grid = (jpeg.file_grid(decoded.quantization, decoded.orientation, decoded.pixels.shape)
+            if decoded.luma_coded and decoded.quantization else None)
+    photo = Photo(decoded.pixels, quality, decoded.icc_profile, decoded.exif, decoded.alpha, grid=grid)
     return estimated(photo, decoded.quantization, name)
 
 

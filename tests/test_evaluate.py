@@ -226,11 +226,12 @@ def test_cli_takes_a_model_name(cli, tmp_path, capsys, shipped_models_only):
 
 
 def test_cli_restore_column_is_what_the_restore_command_gives(cli, tmp_path, shipped_models_only):
-    """--restore: at QF 10 the chosen shipped model blended at its rule's strength (computed here
-    from the model's output); above QF 95, where every rule is 0, the JPEG itself."""
+    """--restore: at QF 10 the chosen shipped model blended at its rule's strength and moved into
+    the JPEG's quantisation cells (computed here from the model's output); above QF 95, where
+    every rule is 0, the JPEG itself."""
     from d2ljax import pretrained, restoration
     from d2ljax.inference import apply_image
-    from d2ljax.jpeg import compress
+    from d2ljax.jpeg import compress, pixel_grid, project_luma
 
     folder = tmp_path / "a"
     folder.mkdir()
@@ -248,7 +249,9 @@ def test_cli_restore_column_is_what_the_restore_command_gives(cli, tmp_path, shi
     entry = pretrained.model_entry(info.model)
     assert info.strength == entry.restore_rule["10"] < 1
     full = apply_image(*entry.loaded, jpeg).astype(float)
-    expected = np.round(jpeg + info.strength * (full - jpeg)).astype(np.uint8)
+    blended = np.round(jpeg + info.strength * (full - jpeg)).astype(np.uint8)
+    expected = project_luma(jpeg, blended, pixel_grid(jpeg, 10))
+    assert not np.array_equal(expected, blended)
     np.testing.assert_array_equal(np.asarray(Image.open(images / "a/color/qf10/restore/img0.png")), expected)
     assert rows[(10, "restore")]["psnr"] > rows[(10, "jpeg")]["psnr"]
 

@@ -5,8 +5,11 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from d2ljax import jpeg
+from scipy.ndimage import gaussian_filter
+
+from d2ljax import imageio, jpeg
 from d2ljax.imageio import ImageError
+from d2ljax.metrics import psnr
 
 
 def _random(shape, seed=0):
@@ -141,3 +144,61 @@ def test_detect_quality_sees_no_history_in_noise_flat_or_tiny_images():
 def test_tables_quality_reads_pillow_tables():
     data = jpeg.encode(_random((16, 16, 3)), 37)
     assert jpeg.tables_quality(_open(data).quantization) == jpeg.estimate_quality(data) == 37
+
+
+def block_dct(pixels: np.ndarray, grid: jpeg.Grid) -> np.ndarray:
+    """The luma DCT coefficients of the whole blocks on `grid`."""
+    rows, cols = jpeg.whole_blocks(pixels.shape[:2], grid.offset)
+    return jpeg.dctn(jpeg.to_blocks(jpeg.jfif_luma(pixels)[rows, cols]), axes=(2, 3), norm="ortho")
+
+
+def lattice_fit(pixels: np.ndarray, grid: jpeg.Grid) -> float:
+    """Of the coefficients on `grid` that do not quantise to 0, the share within a quarter step
+    of a multiple of their step: near 1 on a decoded JPEG's own grid, ~0.5 off it."""
+    steps = block_dct(pixels, grid) / np.reshape(grid.luma_table, (8, 8))
+    return float(np.mean((np.abs(steps - np.round(steps)) <= 0.25)[np.abs(steps) >= 0.5]))
+
+
+def outside_cells(pixels: np.ndarray, decoded: np.ndarray, grid: jpeg.Grid) -> float:
+    """The share of coefficients outside the quantisation cell of the JPEG `decoded` was made of
+    by more than rounding each pixel can move them (0.5 x the basis' L1 norm <= 0.5 x 8)."""
+    steps = np.reshape(grid.luma_table, (8, 8))
+    centres = np.round(block_dct(decoded, grid) / steps) * steps
+    return float(np.mean(np.abs(block_dct(pixels, grid) - centres) > steps / 2 + 4))
+
+
+@pytest.mark.parametrize("channels", [1, 3])
+def test_projection_moves_a_restoration_toward_the_original_and_keeps_the_jpeg(channels):
+    photo = _textured()[..., :channels].squeeze()
+    decoded = jpeg.compress(photo, 30)
+    grid = jpeg.Grid(np.array(_open(jpeg.encode(photo, 30)).quantization[0]))
+    assert np.array_equal(jpeg.project_luma(decoded, decoded, grid), decoded)  # already in its cells
+    # The original lies in the cells too (up to the encoder's integer DCT and rounding).
+    kept = jpeg.project_luma(decoded, photo, grid)
+    assert np.mean(np.abs(kept.astype(int) - photo) <= 1) > 0.99
+    # A restoration that ignores the JPEG (a blur) is moved toward the original, back into its cells.
+    blurred = np.round(gaussian_filter(decoded.astype(float), (1.5, 1.5, 0)[:decoded.ndim])).astype(np.uint8)
+    projected = jpeg.project_luma(decoded, blurred, grid)
+    assert psnr(photo, projected) > psnr(photo, blurred) + 0.05
+    assert outside_cells(projected, decoded, grid) < 0.001 < 0.01 < outside_cells(blurred, decoded, grid)
+    if channels == 3:  # the change is a luma change: R, G and B move together
+        change = projected.astype(int) - blurred
+        assert np.mean(np.ptp(change, axis=-1) <= 1) > 0.99
+
+
+@pytest.mark.parametrize("orientation", range(1, 9))
+def test_file_grid_follows_the_exif_orientation(tmp_path, orientation):
+    """The grid file_grid gives for the upright pixels is the one, of 64 offsets and the table
+    or its transpose, on which their coefficients sit best."""
+    exif = Image.Exif()
+    exif[imageio.ORIENTATION] = orientation
+    path = tmp_path / "photo.jpg"
+    Image.fromarray(_textured(61, 45)).save(path, quality=50, exif=exif.tobytes())  # no side a multiple of 8
+    decoded = imageio.read(str(path))
+    assert decoded.luma_coded and decoded.orientation == orientation
+    grid = jpeg.file_grid(decoded.quantization, decoded.orientation, decoded.pixels.shape)
+    table = np.reshape(decoded.quantization[0], (8, 8))
+    candidates = [jpeg.Grid(t.reshape(64), (r, c)) for t in (table, table.T) for r in range(8) for c in range(8)]
+    best = max(candidates, key=lambda g: lattice_fit(decoded.pixels, g))
+    assert best.offset == grid.offset and np.array_equal(best.luma_table, grid.luma_table)
+    assert lattice_fit(decoded.pixels, grid) > 0.95

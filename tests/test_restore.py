@@ -13,11 +13,12 @@ from PIL import Image, ImageCms, ImageOps
 
 from conftest import random_variables
 import d2ljax
-from d2ljax import checkpoints, pretrained, restoration
+from d2ljax import checkpoints, imageio, jpeg, pretrained, restoration
 from d2ljax.imageio import ImageError
 from d2ljax.metrics import psnr
 from d2ljax.model import D2LNet
 from d2ljax.pretrained import BLIND, ModelEntry
+from test_jpeg import outside_cells
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 SMALL = restoration.Options(max_pixels=64 * 64, tile=64, overlap=16, bucket=32)  # tiles anything above 64x64
@@ -323,3 +324,19 @@ def test_version(capsys):
     with pytest.raises(SystemExit) as exit_status:
         main(["--version"])
     assert exit_status.value.code == 0 and capsys.readouterr().out.strip() == f"d2ljax {d2ljax.__version__}"
+
+
+@pytest.mark.parametrize("orientation", [1, 6])
+def test_a_restored_jpeg_stays_in_its_quantisation_cells(tmp_path, orientation):
+    """restore moves the model's output into the cells of the JPEG file (jpeg.project_luma), on
+    the file's own grid, also where EXIF turns the pixels upright."""
+    exif = Image.Exif()
+    exif[imageio.ORIENTATION] = orientation
+    path = tmp_path / "photo.jpg"
+    path.write_bytes(jpeg_bytes(photo(60, 84), 30, exif=exif.tobytes()))
+    decoded = imageio.read(str(path))
+    grid = jpeg.file_grid(decoded.quantization, orientation, decoded.pixels.shape)
+    model = tiny_model(3, scale=0.1)  # changes the photo by ~20 grey levels, within 0..255
+    raw = restoration.run_images(*model, [decoded.pixels], WHOLE)[0]
+    out = np.asarray(restoration.restore(str(path), model=model, force=True, options=WHOLE))
+    assert outside_cells(out, decoded.pixels, grid) < 0.001 < 0.01 < outside_cells(raw, decoded.pixels, grid)
