@@ -402,13 +402,14 @@ def restore_photos(photos: Sequence[Photo], plans: Sequence[Plan], options: Opti
 def estimated(photo: Photo, quantization: Optional[dict] = None, name: str = "<image>") -> Photo:
     """The photo with its quality and JPEG grid. The quality is kept when given, else read from
     a JPEG's quantisation tables, else detected from the pixels (`jpeg.detect_quality`; None
-    when they carry no JPEG history). A grid already known is kept; else pixels of a known
-    quality get the grid of its IJG table (`jpeg.pixel_grid`)."""
+    when they carry no JPEG history). Pixels that are not a JPEG file's (no `quantization`)
+    and have a quality get the grid of its IJG table (`jpeg.pixel_grid`); a JPEG file's grid is
+    its own (`photo_of`), or none for one that does not code a luma (CMYK)."""
     if photo.quality is None and quantization is not None:
         photo = dataclasses.replace(photo, quality=jpeg.tables_quality(quantization, name), quality_from=TABLES)
     elif photo.quality is None:
         photo = dataclasses.replace(photo, quality=jpeg.detect_quality(photo.pixels), quality_from=PIXELS)
-    if photo.grid is None and photo.quality is not None:
+    if quantization is None and photo.grid is None and photo.quality is not None:
         photo = dataclasses.replace(photo, grid=jpeg.pixel_grid(photo.pixels, photo.quality))
     return photo
 

@@ -340,3 +340,18 @@ def test_a_restored_jpeg_stays_in_its_quantisation_cells(tmp_path, orientation):
     raw = restoration.run_images(*model, [decoded.pixels], WHOLE)[0]
     out = np.asarray(restoration.restore(str(path), model=model, force=True, options=WHOLE))
     assert outside_cells(out, decoded.pixels, grid) < 0.001 < 0.01 < outside_cells(raw, decoded.pixels, grid)
+
+
+def test_the_grid_comes_from_the_jpeg_file_the_pixels_or_nowhere(tmp_path):
+    pixels = photo(64, 64)
+    Image.fromarray(pixels).save(tmp_path / "rgb.jpg", quality=50)
+    Image.fromarray(pixels).convert("CMYK").save(tmp_path / "cmyk.jpg", quality=50)
+    Image.fromarray(np.asarray(Image.open(tmp_path / "rgb.jpg"))[3:, 5:]).save(tmp_path / "cropped.png")
+    Image.fromarray(pixels).save(tmp_path / "clean.png")
+    own = restoration.read_photo(str(tmp_path / "rgb.jpg")).grid
+    assert own.offset == (0, 0) and own.luma_table.tolist() == Image.open(tmp_path / "rgb.jpg").quantization[0]
+    assert restoration.read_photo(str(tmp_path / "cmyk.jpg")).grid is None  # no luma to project
+    cropped = restoration.read_photo(str(tmp_path / "cropped.png"))
+    assert abs(cropped.quality - 50) <= 1 and cropped.grid.offset == (5, 3)  # 8 - 3 rows, 8 - 5 columns
+    assert np.array_equal(cropped.grid.luma_table, jpeg.ijg_table(jpeg.IJG_LUMINANCE, cropped.quality))
+    assert restoration.read_photo(str(tmp_path / "clean.png")).grid is None  # no JPEG history
