@@ -144,7 +144,8 @@ def measure(entry: pretrained.ModelEntry, photos: dict[str, np.ndarray], qualiti
     for qf in qualities:
         per_strength = {float(s): [] for s in STRENGTHS}
         for name, photo in photos.items():
-            compressed = restoration.as_photo(jpeg.compress(photo, qf), qf)
+            with Image.open(io.BytesIO(jpeg.encode(photo, qf))) as file:  # as restore reads a JPEG file
+                compressed = restoration.as_photo(file, qf)
             restored = restoration.model_outputs(entry, [compressed])[0]
             before = psnr(photo, compressed.pixels)
             for s in STRENGTHS:

@@ -128,7 +128,7 @@ class Decoded:
     icc_profile: Optional[bytes] = None
     exif: Optional[bytes] = None  # orientation reset to 1
     orientation: int = 1  # the EXIF orientation the pixels were turned upright from
-    luma_coded: bool = False  # a JPEG of gray or YCbCr colour: its first table quantises the luma
+    luma_table: Optional[list] = None  # a gray or colour JPEG's table of its first component (the luma)
 
     @property
     def is_gray(self) -> bool:
@@ -137,6 +137,15 @@ class Decoded:
 
 def has_alpha(image: Image.Image) -> bool:
     return image.mode in ALPHA_MODES or (image.mode == "P" and "transparency" in image.info)
+
+
+def luma_table(image: Image.Image) -> Optional[list]:
+    """The quantisation table of a gray or colour JPEG's first component, its luma unless the
+    file codes RGB (Adobe transform 0); None for anything else (CMYK, not a JPEG)."""
+    if image.format != "JPEG" or image.mode not in ("L", "RGB") or image.info.get("adobe_transform") == 0:
+        return None
+    layers = getattr(image, "layer", None)
+    return image.quantization.get(layers[0][3] if layers else 0)
 
 
 def decode(image: Image.Image, name: str) -> Decoded:
@@ -159,7 +168,7 @@ def decode(image: Image.Image, name: str) -> Decoded:
     return Decoded(pixels, array[..., -1] if alpha else None,
                    image.quantization if image.format == "JPEG" else None,
                    image.info.get("icc_profile") or None, exif.tobytes() if exif else None, orientation,
-                   image.format == "JPEG" and image.mode in ("L", "RGB") and image.info.get("adobe_transform") != 0)
+                   luma_table(image))
 
 
 @contextlib.contextmanager

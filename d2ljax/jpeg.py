@@ -11,7 +11,7 @@ from __future__ import annotations
 import dataclasses
 import io
 import os
-from typing import Union
+from typing import Optional, Union
 
 import numpy as np
 from PIL import Image
@@ -162,10 +162,8 @@ def grid_offset(luma: np.ndarray) -> tuple[int, int]:
 def block_coefficients(luma: np.ndarray) -> np.ndarray:
     """The orthonormal 8x8 DCT (JPEG's) of up to MAX_BLOCKS whole blocks on the image's grid,
     as blocks x LOW_FREQUENCIES."""
-    top, left = grid_offset(luma)
-    luma = luma[top:, left:]
-    rows, cols = luma.shape[0] // 8, luma.shape[1] // 8
-    blocks = luma[:rows * 8, :cols * 8].reshape(rows, 8, cols, 8).swapaxes(1, 2).reshape(-1, 8, 8)
+    rows, cols = whole_blocks(luma.shape, grid_offset(luma))
+    blocks = to_blocks(luma[rows, cols]).reshape(-1, 8, 8)
     if len(blocks) > MAX_BLOCKS:
         blocks = blocks[np.linspace(0, len(blocks) - 1, MAX_BLOCKS).astype(int)]
     return dctn(blocks, axes=(1, 2), norm="ortho").reshape(-1, 64)[:, LOW_FREQUENCIES]
@@ -210,9 +208,20 @@ def detect_quality(image: np.ndarray) -> int | None:
 ORIENTATION_AXES = {1: (False, False, False), 2: (False, False, True), 3: (False, True, True),
                     4: (False, True, False), 5: (True, False, False), 6: (True, False, True),
                     7: (True, True, True), 8: (True, True, False)}
+# Steps of 1 are as fine as the decoded pixels' rounding: which multiple a coefficient was
+# cannot be told, so they are left alone.
+MIN_STEP = 2
+# A grid is used only where the pixels show it: a `lattice_fit` of at least MIN_FIT (1: the
+# coefficients exactly on multiples of the steps; about 0 for pixels off the grid or never
+# quantised by its table), judged on at least MIN_TESTED coefficients.
+MIN_FIT = 0.5
+MIN_TESTED = 64
+# Pixels' quality may be a step or two off (tables that agree at low frequencies tie in
+# `detect_quality`): `pixel_grid` tries this many qualities either side.
+QUALITY_SEARCH = 2
 
 
-@dataclasses.dataclass(frozen=True)
+@dataclasses.dataclass(frozen=True, eq=False)
 class Grid:
     """A decoded JPEG's 8x8 luma blocks in its upright pixels: the 64 luminance quantisation
     steps (natural order) and the (row, column) where the first whole block starts."""
@@ -220,27 +229,9 @@ class Grid:
     offset: tuple[int, int] = (0, 0)
 
 
-def file_grid(tables: dict, orientation: int, shape: tuple[int, ...]) -> Grid:
-    """The Grid of a JPEG file's own tables (Pillow's `.quantization`) in its pixels turned
-    upright by EXIF `orientation` (`shape`: the upright H, W). The file's blocks start at its
-    stored pixel (0, 0); an axis that runs reversed upright starts them at its length mod 8, and
-    swapped axes transpose the table."""
-    swapped, *reversed_axes = ORIENTATION_AXES.get(orientation, ORIENTATION_AXES[1])
-    table = np.asarray(tables[0], dtype=np.int64).reshape(8, 8)
-    offset = tuple(size % 8 if rev else 0 for size, rev in zip(shape[:2], reversed_axes))
-    return Grid((table.T if swapped else table).reshape(64), offset)
-
-
-def pixel_grid(image: np.ndarray, quality: int) -> Grid:
-    """The Grid of pixels that were once a JPEG of IJG `quality`: its scaled standard table, the
-    grid where the blocking steps lie (`grid_offset`; (0, 0) below 16 pixels, too few to tell)."""
-    luma = jfif_luma(image)
-    return Grid(ijg_table(IJG_LUMINANCE, quality), grid_offset(luma) if min(luma.shape) >= 16 else (0, 0))
-
-
-def whole_blocks(shape: tuple[int, int], offset: tuple[int, int]) -> tuple[slice, slice]:
+def whole_blocks(shape: tuple[int, ...], offset: tuple[int, int]) -> tuple[slice, slice]:
     """The rows and columns of an H x W `shape` that whole 8x8 blocks of a grid starting at `offset` cover."""
-    return tuple(slice(start, start + (size - start) // 8 * 8) for start, size in zip(offset, shape))
+    return tuple(slice(start, start + max(size - start, 0) // 8 * 8) for start, size in zip(offset, shape))
 
 
 def to_blocks(plane: np.ndarray) -> np.ndarray:
@@ -249,29 +240,95 @@ def to_blocks(plane: np.ndarray) -> np.ndarray:
     return plane.reshape(rows, 8, cols, 8).swapaxes(1, 2)
 
 
+def block_dct(image: np.ndarray, offset: tuple[int, int]) -> np.ndarray:
+    """The orthonormal 8x8 DCT (JPEG's) of the level-shifted luma of uint8 HxW or HxWx3 `image`,
+    per whole block of the grid starting at `offset`: (H/8, W/8, 8, 8)."""
+    rows, cols = whole_blocks(image.shape, offset)
+    return dctn(to_blocks(jfif_luma(image)[rows, cols]), axes=(2, 3), norm="ortho")
+
+
+def clipped_blocks(image: np.ndarray, offset: tuple[int, int]) -> np.ndarray:
+    """(H/8, W/8, 1, 1): whether each whole block holds a 0 or 255 in any channel. There the
+    decoder clipped, so the pixels no longer show the quantised coefficients."""
+    rows, cols = whole_blocks(image.shape, offset)
+    extreme = (image == 0) | (image == 255)
+    extreme = extreme.any(axis=-1) if extreme.ndim == 3 else extreme
+    return to_blocks(extreme[rows, cols]).any(axis=(2, 3), keepdims=True)
+
+
+def on_lattice(coefficients: np.ndarray, steps: np.ndarray, clipped: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """(multiples, usable): each coefficient's nearest multiple k of its step q, and whether it
+    tells k: q >= MIN_STEP, its block not clipped, and within q/4 of k q."""
+    multiples = np.round(coefficients / steps)
+    usable = (steps >= MIN_STEP) & ~clipped & (np.abs(coefficients - multiples * steps) <= steps / 4)
+    return multiples, usable
+
+
+def lattice_fit(image: np.ndarray, grid: Grid) -> Optional[float]:
+    """How well the pixels' coefficients sit on multiples of the grid's steps: the mean of
+    cos(2 pi c / q) over those that could tell (step >= MIN_STEP, block not clipped, not
+    quantised to 0); None below MIN_TESTED of them. A step one off scores lower than the right one."""
+    steps = np.asarray(grid.luma_table, dtype=np.float64).reshape(8, 8)
+    coefficients = block_dct(image, grid.offset)
+    tested = (steps >= MIN_STEP) & ~clipped_blocks(image, grid.offset) & (np.abs(coefficients) >= steps / 2)
+    if tested.sum() < MIN_TESTED:
+        return None
+    return float(np.mean(np.cos(2 * np.pi * coefficients / steps)[tested]))
+
+
+def shown(image: np.ndarray, grid: Grid) -> Optional[Grid]:
+    """`grid` if the pixels show it (`lattice_fit` >= MIN_FIT), else None."""
+    fit = lattice_fit(image, grid)
+    return grid if fit is not None and fit >= MIN_FIT else None
+
+
+def file_grid(luma_table, orientation: int, shape: tuple[int, ...]) -> Grid:
+    """The Grid of a JPEG file's own luma table (64 steps, natural order) in its pixels turned
+    upright by EXIF `orientation` (`shape`: the upright H, W). The file's blocks start at its
+    stored pixel (0, 0); an axis that runs reversed upright starts them at its length mod 8, and
+    swapped axes transpose the table."""
+    swapped, *reversed_axes = ORIENTATION_AXES.get(orientation, ORIENTATION_AXES[1])
+    table = np.asarray(luma_table, dtype=np.int64).reshape(8, 8)
+    offset = tuple(size % 8 if rev else 0 for size, rev in zip(shape[:2], reversed_axes))
+    return Grid((table.T if swapped else table).reshape(64), offset)
+
+
+def pixel_grid(image: np.ndarray, quality: int) -> Optional[Grid]:
+    """The Grid of pixels that were once a JPEG of IJG quality about `quality`: the grid where the
+    blocking steps lie (`grid_offset`), and of the scaled standard tables within QUALITY_SEARCH
+    of it the one the pixels fit best; None if the pixels do not show it (`shown`)."""
+    luma = jfif_luma(image)
+    if min(luma.shape) < 16:
+        return None
+    offset = grid_offset(luma)
+    candidates = [Grid(ijg_table(IJG_LUMINANCE, q), offset)
+                  for q in range(max(quality - QUALITY_SEARCH, 1), min(quality + QUALITY_SEARCH, 100) + 1)]
+    best = max(candidates, key=lambda grid: lattice_fit(image, grid) or -1.0)
+    return shown(image, best)
+
+
 def project_luma(decoded: np.ndarray, restored: np.ndarray, grid: Grid) -> np.ndarray:
     """`restored` with its luma moved into the quantisation cells of the JPEG `decoded` was.
 
-    Both are uint8 HxW or HxWx3 of the same shape. In each whole block of the `grid`, every DCT
+    Both are uint8 HxW or HxWx3 of the same shape. In each whole block of the `grid`, a DCT
     coefficient c of the decoded luma lies near a multiple k q of its step q; the restored luma's
     coefficient is clipped into [(k - 1/2) q, (k + 1/2) q], the values that quantise to the same
     k, where the original photo's coefficient lies too. Projecting onto this convex set moves the
-    restored luma closer to the original's, never further (up to the encoder's integer DCT and
-    the final rounding). Only coefficients within q/4 of their multiple are clipped: blocks that
-    clipped at 0 or 255, and steps too fine to tell from the pixels' rounding, are left as they
-    are. A colour image gets the luma change on each of R, G and B, which keeps its JFIF chroma.
+    restored luma closer to the original's (up to the encoder's integer DCT and the final
+    rounding), provided the grid is the JPEG's (`shown` checks that). Only coefficients that tell
+    their k are clipped (`on_lattice`): blocks the decoder clipped at 0 or 255 and steps of 1 are
+    left as they are. A colour image gets the luma change on each of R, G and B, which keeps its
+    JFIF chroma.
     """
-    rows, cols = whole_blocks(decoded.shape[:2], grid.offset)
+    rows, cols = whole_blocks(decoded.shape, grid.offset)
     if rows.stop == rows.start or cols.stop == cols.start:
         return restored
     steps = np.asarray(grid.luma_table, dtype=np.float64).reshape(8, 8)
-    before = dctn(to_blocks(jfif_luma(decoded)[rows, cols]), axes=(2, 3), norm="ortho")
-    after = dctn(to_blocks(jfif_luma(restored)[rows, cols]), axes=(2, 3), norm="ortho")
-    multiple = np.round(before / steps)
-    on_lattice = np.abs(before - multiple * steps) <= steps / 4
-    projected = np.where(on_lattice, np.clip(after, (multiple - 0.5) * steps, (multiple + 0.5) * steps), after)
-    change = np.zeros(decoded.shape[:2])
+    after = block_dct(restored, grid.offset)
+    multiples, usable = on_lattice(block_dct(decoded, grid.offset), steps, clipped_blocks(decoded, grid.offset))
+    projected = np.where(usable, np.clip(after, (multiples - 0.5) * steps, (multiples + 0.5) * steps), after)
     blocks = idctn(projected - after, axes=(2, 3), norm="ortho")
+    change = np.zeros(decoded.shape[:2])
     change[rows, cols] = blocks.swapaxes(1, 2).reshape(blocks.shape[0] * 8, blocks.shape[1] * 8)
     if restored.ndim == 3:
         change = change[..., None]

@@ -150,16 +150,25 @@ class ModelEntry:
             trained = "QF " + ", ".join(str(lo) if lo == hi else f"{lo}-{hi}" for lo, hi in self.qualities)
         return f"{self.name} ({'gray' if self.in_chn == 1 else 'color'}, {trained})"
 
+
+def is_number(value: Any) -> bool:
+    return isinstance(value, (int, float)) and not isinstance(value, bool)
+
+
 def training_record(metadata: Mapping[str, Any]) -> str:
     """'19603 steps, 8.2 CPU-hours; LIVE1 QF 10: 27.118 dB (+1.425)': a model's total training and
     its PSNR (gain over the JPEG) on MEASURED_ON at each measured QF, as far as model.json records
     them ('' when it records neither)."""
-    trained = [f"{metadata['total_train_steps']} steps"] if metadata.get("total_train_steps") else []
-    if metadata.get("total_cpu_hours"):
-        trained.append(f"{metadata['total_cpu_hours']:.1f} CPU-hours")
+    steps, hours = metadata.get("total_train_steps"), metadata.get("total_cpu_hours")
+    trained = [f"{steps} steps"] if is_number(steps) and steps else []
+    if is_number(hours) and hours:
+        trained.append(f"{hours:.1f} CPU-hours")
+    rows = metadata.get("results", {}).get(MEASURED_ON, {})
+    measured = {qf: row for qf, row in rows.items()
+                if str(qf).isdigit() and isinstance(row, Mapping) and is_number(row.get("psnr"))}
     results = []
-    for qf, row in sorted(metadata.get("results", {}).get(MEASURED_ON, {}).items(), key=lambda item: int(item[0])):
-        gain = f" ({row['psnr'] - row['jpeg_psnr']:+.3f})" if "jpeg_psnr" in row else ""
+    for qf, row in sorted(measured.items(), key=lambda item: int(item[0])):
+        gain = f" ({row['psnr'] - row['jpeg_psnr']:+.3f})" if is_number(row.get("jpeg_psnr")) else ""
         results.append(f"QF {qf}: {row['psnr']:.3f} dB{gain}")
     parts = [", ".join(trained)] if trained else []
     if results:

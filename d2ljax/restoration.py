@@ -25,7 +25,8 @@ applies it at the exact size). Choices (see docs/restore.md):
   unchanged; otherwise the chosen model's measured rule (model.json "restore_rule", see
   `rule_strength`) says how strongly to restore it: `blend(input, restored, strength)`.
   `force` restores at full strength. Then the luma is moved into the JPEG's quantisation
-  cells (`finish`, `jpeg.project_luma`), where the original lies: closer to it, never further.
+  cells (`finish`, `jpeg.project_luma`), where the original lies, which brings it closer to the
+  original wherever the pixels show the JPEG's 8x8 grid (`jpeg.shown`).
 - Photos are read once (`imageio.read`), turned upright (EXIF orientation) and keep their
   alpha, ICC profile and EXIF (orientation reset to 1); outputs are lossless and
   byte-for-byte reproducible.
@@ -379,7 +380,7 @@ def model_outputs(entry: ModelEntry, photos: Sequence[Photo], options: Options =
 def finish(photo: Photo, restored: np.ndarray, strength: float) -> np.ndarray:
     """What restoring `photo` returns, given the model's output: `blend`ed with the photo at
     `strength`, then moved into the quantisation cells of the photo's JPEG (`jpeg.project_luma`
-    on `photo.grid`), which can only bring it closer to the original; as blended when the grid
+    on `photo.grid`), which brings it closer to the original; as blended when the grid
     is unknown."""
     blended = blend(photo.pixels, restored, strength)
     return blended if photo.grid is None else jpeg.project_luma(photo.pixels, blended, photo.grid)
@@ -403,22 +404,23 @@ def estimated(photo: Photo, quantization: Optional[dict] = None, name: str = "<i
     """The photo with its quality and JPEG grid. The quality is kept when given, else read from
     a JPEG's quantisation tables, else detected from the pixels (`jpeg.detect_quality`; None
     when they carry no JPEG history). Pixels that are not a JPEG file's (no `quantization`)
-    and have a quality get the grid of its IJG table (`jpeg.pixel_grid`); a JPEG file's grid is
-    its own (`photo_of`), or none for one that does not code a luma (CMYK)."""
+    and have a quality get the grid of its IJG table if they show it (`jpeg.pixel_grid`); a JPEG
+    file's grid is its own (`photo_of`), or none for one that does not code a luma (CMYK)."""
     if photo.quality is None and quantization is not None:
         photo = dataclasses.replace(photo, quality=jpeg.tables_quality(quantization, name), quality_from=TABLES)
     elif photo.quality is None:
         photo = dataclasses.replace(photo, quality=jpeg.detect_quality(photo.pixels), quality_from=PIXELS)
-    if quantization is None and photo.grid is None and photo.quality is not None:
+    if quantization is None and photo.quality is not None:
         photo = dataclasses.replace(photo, grid=jpeg.pixel_grid(photo.pixels, photo.quality))
     return photo
 
 
 def photo_of(decoded: imageio.Decoded, name: str, quality: Optional[int] = None) -> Photo:
     """A Photo of one read of an image (`imageio.decode`), its quality `estimated` unless given;
-    a JPEG of gray or YCbCr colour brings its own grid (`jpeg.file_grid`)."""
-    grid = (jpeg.file_grid(decoded.quantization, decoded.orientation, decoded.pixels.shape)
-            if decoded.luma_coded and decoded.quantization else None)
+    a JPEG of gray or YCbCr colour brings its own grid (`jpeg.file_grid`), if its pixels show it
+    (not, e.g., for a PIL image resized after it was opened)."""
+    grid = (jpeg.shown(decoded.pixels, jpeg.file_grid(decoded.luma_table, decoded.orientation, decoded.pixels.shape))
+            if decoded.luma_table else None)
     photo = Photo(decoded.pixels, quality, decoded.icc_profile, decoded.exif, decoded.alpha, grid=grid)
     return estimated(photo, decoded.quantization, name)
 

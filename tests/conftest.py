@@ -11,6 +11,7 @@ import numpy as np
 import pytest
 from jax import export
 
+from d2ljax import jpeg
 from d2ljax.checkpoints import abstract_variables
 
 # The command lines run as subprocesses keep no compiled programs between tests (compile_cache).
@@ -75,3 +76,11 @@ def interrupt_when(condition, process, timeout: float = 240.0) -> str:
         time.sleep(0.02)
     process.send_signal(signal.SIGINT)
     return process.communicate(timeout=120)[1]
+
+
+def outside_cells(pixels: np.ndarray, decoded: np.ndarray, grid: jpeg.Grid) -> float:
+    """The share of coefficients outside the quantisation cell of the JPEG `decoded` was made of
+    by more than rounding each pixel can move them (0.5 x the basis' L1 norm <= 0.5 x 8)."""
+    steps = np.reshape(grid.luma_table, (8, 8))
+    centres = np.round(jpeg.block_dct(decoded, grid.offset) / steps) * steps
+    return float(np.mean(np.abs(jpeg.block_dct(pixels, grid.offset) - centres) > steps / 2 + 4))

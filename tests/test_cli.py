@@ -125,10 +125,12 @@ def test_models_lists_each_with_its_training_and_live1_results(tmp_path, capsys,
         "qf": "10-95", "total_train_steps": 1200, "total_cpu_hours": 0.7,
         "results": {"BSDS500": {"10": {"psnr": 1.0}}, "LIVE1": live1}})
     checkpoints.save_model(str(tmp_path / "old"), model, random_variables(model), metadata={"qf": 10})
+    checkpoints.save_model(str(tmp_path / "odd"), model, random_variables(model), metadata={  # hand-edited
+        "qf": 20, "total_train_steps": "many", "results": {"LIVE1": {"20": {"psnr": 31.0}, "x": {}, "30": "?"}}})
     status, out, err = run_main(capsys, "models")
     assert status == 0 and out.splitlines() == [
         "blind (gray, QF 10-95): 1200 steps, 0.7 CPU-hours; LIVE1 QF 10: 29.000 dB (+1.250), QF 20: 31.500 dB (+1.250)",
-        "old (gray, QF 10)"]
+        "odd (gray, QF 20): LIVE1 QF 20: 31.000 dB", "old (gray, QF 10)"]
     assert str(tmp_path) in err
 
 

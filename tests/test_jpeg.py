@@ -10,6 +10,7 @@ from scipy.ndimage import gaussian_filter
 from d2ljax import imageio, jpeg
 from d2ljax.imageio import ImageError
 from d2ljax.metrics import psnr
+from conftest import outside_cells
 
 
 def _random(shape, seed=0):
@@ -146,27 +147,6 @@ def test_tables_quality_reads_pillow_tables():
     assert jpeg.tables_quality(_open(data).quantization) == jpeg.estimate_quality(data) == 37
 
 
-def block_dct(pixels: np.ndarray, grid: jpeg.Grid) -> np.ndarray:
-    """The luma DCT coefficients of the whole blocks on `grid`."""
-    rows, cols = jpeg.whole_blocks(pixels.shape[:2], grid.offset)
-    return jpeg.dctn(jpeg.to_blocks(jpeg.jfif_luma(pixels)[rows, cols]), axes=(2, 3), norm="ortho")
-
-
-def lattice_fit(pixels: np.ndarray, grid: jpeg.Grid) -> float:
-    """Of the coefficients on `grid` that do not quantise to 0, the share within a quarter step
-    of a multiple of their step: near 1 on a decoded JPEG's own grid, ~0.5 off it."""
-    steps = block_dct(pixels, grid) / np.reshape(grid.luma_table, (8, 8))
-    return float(np.mean((np.abs(steps - np.round(steps)) <= 0.25)[np.abs(steps) >= 0.5]))
-
-
-def outside_cells(pixels: np.ndarray, decoded: np.ndarray, grid: jpeg.Grid) -> float:
-    """The share of coefficients outside the quantisation cell of the JPEG `decoded` was made of
-    by more than rounding each pixel can move them (0.5 x the basis' L1 norm <= 0.5 x 8)."""
-    steps = np.reshape(grid.luma_table, (8, 8))
-    centres = np.round(block_dct(decoded, grid) / steps) * steps
-    return float(np.mean(np.abs(block_dct(pixels, grid) - centres) > steps / 2 + 4))
-
-
 @pytest.mark.parametrize("channels", [1, 3])
 def test_projection_moves_a_restoration_toward_the_original_and_keeps_the_jpeg(channels):
     photo = _textured()[..., :channels].squeeze()
@@ -193,12 +173,44 @@ def test_file_grid_follows_the_exif_orientation(tmp_path, orientation):
     exif = Image.Exif()
     exif[imageio.ORIENTATION] = orientation
     path = tmp_path / "photo.jpg"
-    Image.fromarray(_textured(61, 45)).save(path, quality=50, exif=exif.tobytes())  # no side a multiple of 8
+    Image.fromarray(_textured(61, 43)).save(path, quality=50, exif=exif.tobytes())  # 5 and 3 mod 8
     decoded = imageio.read(str(path))
-    assert decoded.luma_coded and decoded.orientation == orientation
-    grid = jpeg.file_grid(decoded.quantization, decoded.orientation, decoded.pixels.shape)
-    table = np.reshape(decoded.quantization[0], (8, 8))
+    assert decoded.orientation == orientation and decoded.luma_table == _open(path.read_bytes()).quantization[0]
+    grid = jpeg.file_grid(decoded.luma_table, decoded.orientation, decoded.pixels.shape)
+    table = np.reshape(decoded.luma_table, (8, 8))
     candidates = [jpeg.Grid(t.reshape(64), (r, c)) for t in (table, table.T) for r in range(8) for c in range(8)]
-    best = max(candidates, key=lambda g: lattice_fit(decoded.pixels, g))
+    best = max(candidates, key=lambda g: jpeg.lattice_fit(decoded.pixels, g))
     assert best.offset == grid.offset and np.array_equal(best.luma_table, grid.luma_table)
-    assert lattice_fit(decoded.pixels, grid) > 0.95
+    assert jpeg.lattice_fit(decoded.pixels, grid) > 0.9 and jpeg.shown(decoded.pixels, grid) is grid
+
+
+def test_projection_leaves_blocks_the_decoder_clipped():
+    """Saturated colour: where the decoded R, G or B clipped at 0 or 255 the luma no longer shows
+    the quantised coefficients, and clipping into the cells they seem to give would move the
+    original away from itself."""
+    y, x = np.mgrid[:96, :128]
+    stripes = np.where(((x // 3) % 2 == 0)[..., None], [255, 0, 0], [0, 0, 255]) + 6 * np.sin(y / 3)[..., None]
+    photo = np.clip(stripes + np.random.default_rng(0).normal(0, 10, stripes.shape), 0, 255).astype(np.uint8)
+    for qf in (30, 50, 75):  # without the clipped blocks left alone, 26-39% of the pixels move by 2 or more
+        decoded = jpeg.compress(photo, qf)
+        assert ((decoded == 0) | (decoded == 255)).any(axis=-1).mean() > 0.05, qf  # clipped pixels
+        kept = jpeg.project_luma(decoded, photo, jpeg.Grid(jpeg.ijg_table(jpeg.IJG_LUMINANCE, qf)))
+        assert np.mean(np.abs(kept.astype(int) - photo) <= 1) > 0.99, qf
+
+
+def test_pixel_grids_are_used_only_where_the_pixels_show_them():
+    photo = _textured()
+    for qf in (10, 50, 75):  # decoded JPEGs, also cropped off the grid: its grid, and cells that hold the original
+        for top, left in ((0, 0), (3, 5)):
+            decoded, original = jpeg.compress(photo, qf)[top:, left:], photo[top:, left:]
+            grid = jpeg.pixel_grid(decoded, qf)
+            assert grid.offset == ((8 - top) % 8, (8 - left) % 8), (qf, top, left)
+            kept = jpeg.project_luma(decoded, original, grid)
+            assert np.mean(np.abs(kept.astype(int) - original) <= 1) > 0.99, (qf, top, left)
+    # 75 and 74 tie on the low frequencies detect_quality reads; the full table tells them apart
+    assert np.array_equal(jpeg.pixel_grid(jpeg.compress(photo, 75), 74).luma_table,
+                          jpeg.ijg_table(jpeg.IJG_LUMINANCE, 75))
+    assert jpeg.pixel_grid(photo, 50) is None  # never quantised
+    assert jpeg.pixel_grid(jpeg.compress(photo, 20), 60) is None  # a quality far from the JPEG's
+    resized = np.asarray(Image.fromarray(jpeg.compress(photo, 30)).resize((100, 75), Image.LANCZOS))
+    assert jpeg.pixel_grid(resized, 30) is None
