@@ -360,13 +360,14 @@ def plan(photo: Photo, entries: Sequence[ModelEntry], force: bool = False) -> Pl
         found, source = "no JPEG history in the pixels", ""
     else:
         found, source = f"JPEG quality ~{photo.quality}", f" (quality {photo.quality_from})"
+    cells = ", kept in its JPEG's quantisation cells" if photo.grid is not None else ""
     if force:
-        return Plan(entry, 1.0, f"{found} -> {entry.describe()}, forced{source}")
+        return Plan(entry, 1.0, f"{found} -> {entry.describe()}, forced{cells}{source}")
     strength = rule_strength(entry.restore_rule, photo.quality)
     if strength == 0:
         rule = "" if photo.quality is None else f" by the rule of {entry.describe()}"
         return Plan(entry, 0.0, f"{found}: left unchanged{rule} (--force restores it){source}")
-    return Plan(entry, strength, f"{found} -> {entry.describe()}, strength {strength:.2f}{source}")
+    return Plan(entry, strength, f"{found} -> {entry.describe()}, strength {strength:.2f}{cells}{source}")
 
 
 def model_outputs(entry: ModelEntry, photos: Sequence[Photo], options: Options = Options()) -> list[np.ndarray]:

@@ -73,7 +73,7 @@ def test_a_models_rule_decides_per_quality(tmp_path, random_model):
     assert not np.array_equal(restoration.restore(high, str(folder), quality=85, force=True), high)
     _, info = restoration.restore(jpeg_file(tmp_path / "q45.jpg", textured(), 45), str(folder), return_info=True)
     assert info.quality == 45 and info.strength == pytest.approx(1 - 35 / 70)
-    assert "quantisation tables" in info.reason and "strength 0.50" in info.reason
+    assert "quantisation tables" in info.reason and "strength 0.50, kept in its JPEG's quantisation cells" in info.reason
 
 
 def test_shipped_models_do_not_degrade_high_quality_and_restore_low_quality():
