@@ -228,6 +228,11 @@ class Grid:
     luma_table: np.ndarray
     offset: tuple[int, int] = (0, 0)
 
+    @property
+    def steps(self) -> np.ndarray:
+        """The table as 8x8 float steps, to divide block coefficients by."""
+        return np.asarray(self.luma_table, dtype=np.float64).reshape(8, 8)
+
 
 def whole_blocks(shape: tuple[int, ...], offset: tuple[int, int]) -> tuple[slice, slice]:
     """The rows and columns of an H x W `shape` that whole 8x8 blocks of a grid starting at `offset` cover."""
@@ -265,21 +270,27 @@ def on_lattice(coefficients: np.ndarray, steps: np.ndarray, clipped: np.ndarray)
 
 
 def lattice_fit(image: np.ndarray, grid: Grid) -> Optional[float]:
-    """How well the pixels' coefficients sit on multiples of the grid's steps: the mean of
-    cos(2 pi c / q) over those that could tell (step >= MIN_STEP, block not clipped, not
-    quantised to 0); None below MIN_TESTED of them. A step one off scores lower than the right one."""
-    steps = np.asarray(grid.luma_table, dtype=np.float64).reshape(8, 8)
-    coefficients = block_dct(image, grid.offset)
-    tested = (steps >= MIN_STEP) & ~clipped_blocks(image, grid.offset) & (np.abs(coefficients) >= steps / 2)
+    """How well the pixels' coefficients sit on multiples of the grid's steps (`fit_of`)."""
+    return fit_of(block_dct(image, grid.offset), clipped_blocks(image, grid.offset), grid.steps)
+
+
+def fit_of(coefficients: np.ndarray, clipped: np.ndarray, steps: np.ndarray) -> Optional[float]:
+    """The mean of cos(2 pi c / q) over the coefficients that could tell their multiple (step >=
+    MIN_STEP, block not clipped, not quantised to 0); None below MIN_TESTED of them. A step one
+    off scores lower than the right one."""
+    tested = (steps >= MIN_STEP) & ~clipped & (np.abs(coefficients) >= steps / 2)
     if tested.sum() < MIN_TESTED:
         return None
     return float(np.mean(np.cos(2 * np.pi * coefficients / steps)[tested]))
 
 
+def good_fit(fit: Optional[float]) -> bool:
+    return fit is not None and fit >= MIN_FIT
+
+
 def shown(image: np.ndarray, grid: Grid) -> Optional[Grid]:
     """`grid` if the pixels show it (`lattice_fit` >= MIN_FIT), else None."""
-    fit = lattice_fit(image, grid)
-    return grid if fit is not None and fit >= MIN_FIT else None
+    return grid if good_fit(lattice_fit(image, grid)) else None
 
 
 def file_grid(luma_table, orientation: int, shape: tuple[int, ...]) -> Grid:
@@ -301,10 +312,12 @@ def pixel_grid(image: np.ndarray, quality: int) -> Optional[Grid]:
     if min(luma.shape) < 16:
         return None
     offset = grid_offset(luma)
+    coefficients, clipped = block_dct(image, offset), clipped_blocks(image, offset)  # the same for every table
     candidates = [Grid(ijg_table(IJG_LUMINANCE, q), offset)
                   for q in range(max(quality - QUALITY_SEARCH, 1), min(quality + QUALITY_SEARCH, 100) + 1)]
-    best = max(candidates, key=lambda grid: lattice_fit(image, grid) or -1.0)
-    return shown(image, best)
+    fits = [fit_of(coefficients, clipped, grid.steps) for grid in candidates]
+    best = max(range(len(candidates)), key=lambda i: -1.0 if fits[i] is None else fits[i])
+    return candidates[best] if good_fit(fits[best]) else None
 
 
 def project_luma(decoded: np.ndarray, restored: np.ndarray, grid: Grid) -> np.ndarray:
@@ -323,7 +336,7 @@ def project_luma(decoded: np.ndarray, restored: np.ndarray, grid: Grid) -> np.nd
     rows, cols = whole_blocks(decoded.shape, grid.offset)
     if rows.stop == rows.start or cols.stop == cols.start:
         return restored
-    steps = np.asarray(grid.luma_table, dtype=np.float64).reshape(8, 8)
+    steps = grid.steps
     after = block_dct(restored, grid.offset)
     multiples, usable = on_lattice(block_dct(decoded, grid.offset), steps, clipped_blocks(decoded, grid.offset))
     projected = np.where(usable, np.clip(after, (multiples - 0.5) * steps, (multiples + 0.5) * steps), after)

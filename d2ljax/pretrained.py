@@ -163,11 +163,8 @@ def training_record(metadata: Mapping[str, Any]) -> str:
     trained = [f"{steps} steps"] if is_number(steps) and steps else []
     if is_number(hours) and hours:
         trained.append(f"{hours:.1f} CPU-hours")
-    rows = metadata.get("results", {}).get(MEASURED_ON, {})
-    measured = {qf: row for qf, row in rows.items()
-                if str(qf).isdigit() and isinstance(row, Mapping) and is_number(row.get("psnr"))}
     results = []
-    for qf, row in sorted(measured.items(), key=lambda item: int(item[0])):
+    for qf, row in sorted(measured_rows(metadata).items()):
         gain = f" ({row['psnr'] - row['jpeg_psnr']:+.3f})" if is_number(row.get("jpeg_psnr")) else ""
         results.append(f"QF {qf}: {row['psnr']:.3f} dB{gain}")
     parts = [", ".join(trained)] if trained else []
@@ -176,10 +173,17 @@ def training_record(metadata: Mapping[str, Any]) -> str:
     return "; ".join(parts)
 
 
+def measured_rows(metadata: Mapping[str, Any]) -> dict[int, Mapping[str, Any]]:
+    """QF -> model.json's "results" row on MEASURED_ON, for the rows with a PSNR (others are skipped)."""
+    rows = metadata.get("results", {}).get(MEASURED_ON, {})
+    return {int(qf): row for qf, row in rows.items()
+            if str(qf).isdigit() and isinstance(row, Mapping) and is_number(row.get("psnr"))}
+
+
 def measured_gains(metadata: Mapping[str, Any]) -> Optional[dict[int, float]]:
     """QF -> the model's PSNR gain over JPEG on MEASURED_ON, from model.json's "results" (None: none)."""
-    rows = metadata.get("results", {}).get(MEASURED_ON, {})
-    gains = {int(qf): row["psnr"] - row["jpeg_psnr"] for qf, row in rows.items() if {"psnr", "jpeg_psnr"} <= set(row)}
+    gains = {qf: row["psnr"] - row["jpeg_psnr"] for qf, row in measured_rows(metadata).items()
+             if is_number(row.get("jpeg_psnr"))}
     return gains or None
 
 
