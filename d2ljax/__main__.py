@@ -172,9 +172,14 @@ def parent_metadata(init_from: str) -> dict | None:
 
 def run_export(args: argparse.Namespace) -> int:
     """Writes a training workdir's parameters (--weights) and model.json as a model folder, with
-    the training history: the runs of the model it started from, then this workdir's."""
+    the training history (the runs of the model it started from, then this workdir's) and the
+    results of --results reports."""
     check_new_folder(args.outdir, args.overwrite)
     settings = parse_settings(args.set)
+    if args.results:
+        rows = [row for path in args.results for row in read_results(path)]
+        settings = {"results": evaluation.model_results(rows),
+                    "results_protocol": evaluation.RESULTS_PROTOCOL, **settings}
     metadata = checkpoints.read_model_json(args.workdir)
     parent = parent_metadata(metadata.get("init_from", ""))
     metadata = checkpoints.with_history(metadata, checkpoints.training_run(args.workdir), parent)
@@ -241,6 +246,9 @@ def build_parser() -> Parser:
     export.add_argument("--weights", default="ema", choices=("ema", "trained"),
                         help="ema: the best checkpoint's EMA parameters (the default); trained: the "
                              "latest checkpoint's trained parameters")
+    export.add_argument("--results", action="append", default=[], metavar="REPORT",
+                        help="record an evaluate.py report of this model (its JSON) as model.json's "
+                             "\"results\", read by `d2ljax models` and restore's choice of model; repeatable")
     export.add_argument("--set", action="append", default=[], metavar="KEY=JSON",
                         help="add or replace a model.json entry, e.g. --set 'qf=[10]'; repeatable")
     released = command("convert", run_convert, "the authors' PyTorch weights -> a model folder")

@@ -25,6 +25,8 @@ from d2ljax.testsets import check_mode, iter_images, open_set
 JPEG_METHOD = "jpeg"
 RESTORE_METHOD = "restore"
 METRICS = ("psnr", "ssim", "psnrb")
+# How model.json's "results" were measured (model_results).
+RESULTS_PROTOCOL = "evaluate.py (the published tables' protocol): PSNR dB / SSIM / PSNR-B dB, means over the set"
 # Metric jobs allowed in flight per worker: bounds the images held in memory.
 PENDING_PER_WORKER = 4
 # Side of the central crops in --save_images' comparisons (at full scale, so artifacts show).
@@ -194,6 +196,27 @@ def markdown_table(results: Sequence[dict]) -> str:
                   for row_mode, d, q in rows if row_mode == mode]
         lines.append("")
     return "\n".join(lines)
+
+
+def model_results(results: Sequence[dict]) -> dict:
+    """model.json's "results" from evaluate.py rows of one model: {set: {"QF": {psnr, ssim,
+    psnrb, jpeg_psnr, n_images}}}, jpeg_psnr from the JPEG row of the same set and QF (left out
+    where the report has none). Raises ValueError unless the rows hold exactly one method
+    besides the JPEG baseline, since a folder's results are those of its own model."""
+    methods = sorted({r["method"] for r in results} - {JPEG_METHOD})
+    if len(methods) != 1:
+        raise ValueError(f"the reports hold {len(methods)} methods besides JPEG ({', '.join(methods) or 'none'}); "
+                         "a model's results come from reports of that model alone")
+    jpeg_psnr = {(r["dataset"], r["qf"]): r["psnr"] for r in results if r["method"] == JPEG_METHOD}
+    table: dict[str, dict[str, dict]] = {}
+    for r in sorted(results, key=lambda r: (r["dataset"], r["qf"])):
+        if r["method"] == JPEG_METHOD:
+            continue
+        row = {"psnr": round(r["psnr"], 3), "ssim": round(r["ssim"], 4), "psnrb": round(r["psnrb"], 3)}
+        if (r["dataset"], r["qf"]) in jpeg_psnr:
+            row["jpeg_psnr"] = round(jpeg_psnr[r["dataset"], r["qf"]], 3)
+        table.setdefault(r["dataset"], {})[str(r["qf"])] = {**row, "n_images": r["n_images"]}
+    return table
 
 
 def write_report(report: dict, output: str) -> str:

@@ -102,6 +102,25 @@ def test_report_files_and_table(tmp_path):
     assert f"| a | 10 | {row['psnr']:.3f} / {row['ssim']:.4f} / {row['psnrb']:.3f} |" in table
 
 
+def test_model_results_nest_one_models_rows_with_the_jpeg_psnr(tmp_path):
+    sets = [_set(tmp_path / "a"), _set(tmp_path / "b", n=3)]
+    rows = evaluate(sets, "color", [10, 30], [Method("jpeg"), Method("blur", _blur)], progress=False)["results"]
+    by_key = {(r["dataset"], r["qf"], r["method"]): r for r in rows}
+    results = evaluation.model_results(rows)
+    assert {d: sorted(qfs) for d, qfs in results.items()} == {"a": ["10", "30"], "b": ["10", "30"]}
+    for (dataset, qf, method), row in by_key.items():
+        cell = results[dataset][str(qf)]
+        if method == "blur":
+            assert (cell["psnr"], cell["ssim"], cell["n_images"]) == (
+                round(row["psnr"], 3), round(row["ssim"], 4), row["n_images"])
+        else:
+            assert cell["jpeg_psnr"] == round(row["psnr"], 3) != cell["psnr"]
+    with pytest.raises(ValueError, match=r"^the reports hold 2 methods besides JPEG \(blur, sharp\)"):
+        evaluation.model_results([*rows, {**rows[1], "method": "sharp"}])
+    with pytest.raises(ValueError, match=r"hold 0 methods besides JPEG \(none\)"):
+        evaluation.model_results([r for r in rows if r["method"] == "jpeg"])
+
+
 def test_unreadable_file_is_skipped_and_counted(tmp_path):
     folder = _set(tmp_path / "a")
     (Path(folder) / "zzz.png").write_bytes(b"broken")

@@ -297,6 +297,25 @@ def test_export_writes_a_model_folder_once(trained, tmp_path, capsys):
     assert main(["export", workdir, str(tmp_path / "other"), "--set", "qf"]) == 2
 
 
+def test_export_records_the_results_of_evaluate_reports(trained, tmp_path, capsys):
+    from d2ljax.__main__ import main
+    _, workdir = trained
+    rows = [{"dataset": "LIVE1", "mode": "color", "qf": 10, "method": m, "psnr": p, "ssim": 0.5, "psnrb": p - 1,
+             "n_images": 29} for m, p in (("jpeg", 25.6934), ("run", 26.0416))]
+    report = tmp_path / "live1.json"
+    report.write_text(json.dumps({"results": rows}))
+    out = str(tmp_path / "model")
+    assert main(["export", workdir, out, "--results", str(report)]) == 0
+    metadata = checkpoints.read_model_json(out)
+    assert metadata["results"] == {"LIVE1": {"10": {"psnr": 26.042, "ssim": 0.5, "psnrb": 25.042,
+                                                    "jpeg_psnr": 25.693, "n_images": 29}}}
+    assert metadata["results_protocol"].startswith("evaluate.py")
+    report.write_text(json.dumps({"results": rows + [{**rows[1], "method": "other"}]}))
+    assert main(["export", workdir, str(tmp_path / "mixed"), "--results", str(report)]) == 2
+    assert "2 methods besides JPEG (other, run)" in capsys.readouterr().err
+    assert not (tmp_path / "mixed").exists()
+
+
 def test_export_chains_the_training_history(trained, tmp_path):
     """model.json's "runs": the model a run started from, then the run; totals over them."""
     from d2ljax.__main__ import main
