@@ -243,9 +243,9 @@ def build_parser() -> Parser:
     export.add_argument("outdir", metavar="OUT_DIR", help="new model folder; a name in ~/.cache/d2ljax/models "
                                                           "makes it a named model")
     export.add_argument("--overwrite", action="store_true", help="replace OUT_DIR if it is a model folder")
-    export.add_argument("--weights", default="ema", choices=("ema", "trained"),
-                        help="ema: the best checkpoint's EMA parameters (the default); trained: the "
-                             "latest checkpoint's trained parameters")
+    export.add_argument("--weights", default="ema", choices=checkpoints.EXPORT_WEIGHTS,
+                        help="ema: the best checkpoint's EMA parameters (the default); latest_ema: the "
+                             "latest checkpoint's; trained: the latest checkpoint's trained parameters")
     export.add_argument("--results", action="append", default=[], metavar="REPORT",
                         help="record an evaluate.py report of this model (its JSON) as model.json's "
                              "\"results\", read by `d2ljax models` and restore's choice of model; repeatable")

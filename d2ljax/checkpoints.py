@@ -28,7 +28,7 @@ MODEL_JSON = "model.json"
 ARCH_FIELDS = ("in_chn", "wf", "depth", "relu_slope")
 CHECKPOINT_DIR = "checkpoints"  # of a training workdir
 BEST_METRIC = "val_psnr"  # the validation metric that picks a workdir's best checkpoint
-EXPORT_WEIGHTS = ("ema", "trained")  # which of a workdir's parameters load_model returns
+EXPORT_WEIGHTS = ("ema", "latest_ema", "trained")  # which of a workdir's parameters load_model returns
 
 
 def model_config(model: D2LNet) -> dict:
@@ -169,8 +169,10 @@ def load_workdir_variables(workdir: str, target: dict, weights: str = "ema") -> 
     """{'params': ...} of a training workdir, as NumPy arrays shaped like target['params'].
 
     weights 'ema': the best checkpoint by validation PSNR (else the latest), its EMA
-    parameters when the run kept them (else its parameters); 'trained': the latest
-    checkpoint's trained (not averaged) parameters.
+    parameters when the run kept them (else its parameters); 'latest_ema': the same of the
+    latest checkpoint (a run's end, where a decayed learning rate leaves its best weights more
+    surely than a few validation photos can tell); 'trained': the latest checkpoint's trained
+    (not averaged) parameters.
     """
     if weights not in EXPORT_WEIGHTS:
         raise ValueError(f"weights={weights!r}: must be one of {EXPORT_WEIGHTS}")
@@ -180,7 +182,7 @@ def load_workdir_variables(workdir: str, target: dict, weights: str = "ema") -> 
         if step is None:
             raise FileNotFoundError(f"{workdir}: no checkpoint in {CHECKPOINT_DIR}/")
         has_ema = manager.item_metadata(step).get("ema_params") is not None
-        key = "ema_params" if weights == "ema" and has_ema else "params"
+        key = "ema_params" if weights != "trained" and has_ema else "params"
         as_numpy = jax.tree.map(lambda _: ocp.RestoreArgs(restore_type=np.ndarray), target["params"])
         restored = manager.restore(step, args=ocp.args.PyTreeRestore(
             item={key: target["params"]}, restore_args={key: as_numpy}, partial_restore=True))

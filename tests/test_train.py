@@ -253,7 +253,7 @@ def test_workdir_loads_as_the_best_ema_model(trained):
 
 def test_a_workdir_exports_its_best_checkpoint_not_its_latest(tmp_path):
     """'ema': the EMA parameters of the step with the highest validation PSNR (the middle one
-    here); 'trained': the latest step's trained parameters."""
+    here); 'latest_ema': the latest step's EMA parameters; 'trained': its trained parameters."""
     import orbax.checkpoint as ocp
 
     with checkpoints.checkpoint_manager(str(tmp_path), keep=3) as manager:
@@ -263,6 +263,7 @@ def test_a_workdir_exports_its_best_checkpoint_not_its_latest(tmp_path):
         manager.wait_until_finished()
     target = {"params": {"w": np.zeros(3, np.float32)}}
     assert checkpoints.load_workdir_variables(str(tmp_path), target)["params"]["w"].tolist() == [-20] * 3
+    assert checkpoints.load_workdir_variables(str(tmp_path), target, "latest_ema")["params"]["w"].tolist() == [-30] * 3
     assert checkpoints.load_workdir_variables(str(tmp_path), target, "trained")["params"]["w"].tolist() == [30] * 3
 
 
