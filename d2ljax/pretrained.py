@@ -156,7 +156,7 @@ def is_number(value: Any) -> bool:
 
 
 def training_record(metadata: Mapping[str, Any]) -> str:
-    """'19603 steps, 8.2 CPU-hours; LIVE1 QF 10: 27.118 dB (+1.425)': a model's total training and
+    """'27384 steps, 11.5 CPU-hours; LIVE1 QF 10: 27.148 dB (+1.455)': a model's total training and
     its PSNR (gain over the JPEG) on MEASURED_ON at each measured QF, as far as model.json records
     them ('' when it records neither)."""
     steps, hours = metadata.get("total_train_steps"), metadata.get("total_cpu_hours")
