@@ -255,7 +255,7 @@ def test_cli_restore_column_is_what_the_restore_command_gives(cli, tmp_path, shi
     folder = tmp_path / "a"
     folder.mkdir()
     photo = Image.open(REPO / "d2ljax" / "assets" / "photos" / "astronaut.png").convert("RGB")
-    photo.crop((300, 300, 364, 364)).save(folder / "img0.png")  # a whole bucket: no padding
+    photo.crop((128, 128, 256, 256)).save(folder / "img0.png")  # whole buckets: no padding
     output, images = tmp_path / "res.json", tmp_path / "images"
     cli.FLAGS.unparse_flags()
     cli.FLAGS(["evaluate.py", f"--dataset={folder}", "--mode=color", "--qf=10,98", "--restore",
