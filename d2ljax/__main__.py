@@ -2,7 +2,7 @@
 
     d2ljax restore photo.jpg folder/ 'more/*.jpg' -o restored/ [--model NAME | --checkpoint DIR]
     d2ljax models                      # the named models: trained for, steps, LIVE1 results
-    d2ljax export WORKDIR OUT_DIR      # a training workdir -> a model folder to share
+    d2ljax export SOURCE OUT_DIR       # a training workdir (or model folder) -> a model folder to share
     d2ljax convert IN.pth OUT_DIR      # the authors' PyTorch weights (or .npz) -> a model folder
     d2ljax tables results/gray.json    # evaluate.py reports as one table, beside the paper's
     d2ljax [COMMAND] --help | --version
@@ -170,22 +170,37 @@ def parent_metadata(init_from: str) -> dict | None:
         return None
 
 
+def export_metadata(source: str, weights: str | None) -> dict:
+    """model.json for an export of `source`. A training workdir's gets the training history (the
+    runs of the model it started from, then this workdir's) and which of its parameters were
+    exported; a model folder's (e.g. one trained on a lent machine whose workdir stayed there)
+    is kept, with its totals recounted."""
+    metadata = checkpoints.read_model_json(source)
+    if checkpoints.is_model_folder(source):
+        if weights is not None:
+            raise ValueError(f"--weights {weights}: {source} is a model folder, which holds one set of "
+                             "parameters; --weights chooses among a training workdir's")
+        return checkpoints.with_totals(metadata, metadata["runs"]) if "runs" in metadata else metadata
+    parent = parent_metadata(metadata.get("init_from", ""))
+    metadata = checkpoints.with_history(metadata, checkpoints.training_run(source), parent)
+    return {**metadata, "weights": weights or "ema"}
+
+
 def run_export(args: argparse.Namespace) -> int:
-    """Writes a training workdir's parameters (--weights) and model.json as a model folder, with
-    the training history (the runs of the model it started from, then this workdir's) and the
-    results of --results reports."""
+    """Writes a training workdir's parameters (--weights) or a model folder's as a model folder,
+    with the training history and the results of --results reports."""
     check_new_folder(args.outdir, args.overwrite)
+    if os.path.realpath(args.outdir) == os.path.realpath(args.workdir):
+        raise ValueError(f"OUT_DIR {args.outdir}: is SOURCE; export to a new folder, then replace SOURCE with it")
     settings = parse_settings(args.set)
     if args.results:
         rows = [row for path in args.results for row in read_results(path)]
         settings = {"results": evaluation.model_results(rows),
                     "results_protocol": evaluation.RESULTS_PROTOCOL, **settings}
-    metadata = checkpoints.read_model_json(args.workdir)
-    parent = parent_metadata(metadata.get("init_from", ""))
-    metadata = checkpoints.with_history(metadata, checkpoints.training_run(args.workdir), parent)
-    model, variables = checkpoints.load_model(args.workdir, weights=args.weights)
+    metadata = export_metadata(args.workdir, args.weights)
+    model, variables = checkpoints.load_model(args.workdir, weights=args.weights or "ema")
     checkpoints.save_model(args.outdir, model, variables, overwrite=args.overwrite,
-                           metadata={**metadata, "weights": args.weights, **settings})
+                           metadata={**metadata, **settings})
     print(f"exported {args.workdir} -> {args.outdir}", file=sys.stderr)
     return 0
 
@@ -238,14 +253,15 @@ def build_parser() -> Parser:
 
     add_restore_arguments(command("restore", run_restore, "restore JPEG photos into a folder"))
     command("models", run_models, "list the named models with their training and LIVE1 results")
-    export = command("export", run_export, "a training workdir -> a model folder")
-    export.add_argument("workdir", help="training workdir (its best checkpoint, EMA parameters when kept)")
+    export = command("export", run_export, "a training workdir (or a model folder) -> a model folder")
+    export.add_argument("workdir", metavar="SOURCE", help="training workdir (its best checkpoint, EMA parameters "
+                                                          "when kept), or a model folder to copy with new entries")
     export.add_argument("outdir", metavar="OUT_DIR", help="new model folder; a name in ~/.cache/d2ljax/models "
                                                           "makes it a named model")
     export.add_argument("--overwrite", action="store_true", help="replace OUT_DIR if it is a model folder")
-    export.add_argument("--weights", default="ema", choices=checkpoints.EXPORT_WEIGHTS,
-                        help="ema: the best checkpoint's EMA parameters (the default); latest_ema: the "
-                             "latest checkpoint's; trained: the latest checkpoint's trained parameters")
+    export.add_argument("--weights", default=None, choices=checkpoints.EXPORT_WEIGHTS,
+                        help="a workdir's ema: the best checkpoint's EMA parameters (the default); latest_ema: "
+                             "the latest checkpoint's; trained: the latest checkpoint's trained parameters")
     export.add_argument("--results", action="append", default=[], metavar="REPORT",
                         help="record an evaluate.py report of this model (its JSON) as model.json's "
                              "\"results\", read by `d2ljax models` and restore's choice of model; repeatable")

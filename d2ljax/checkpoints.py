@@ -72,6 +72,11 @@ def read_model_json(directory: str) -> dict:
         return json.load(f)
 
 
+def is_model_folder(directory: str) -> bool:
+    """A model folder holds one set of parameters (params/); a training workdir holds checkpoints."""
+    return os.path.isdir(os.path.join(directory, "params"))
+
+
 def load_model(directory: str, dtype=None, weights: str = "ema") -> tuple[D2LNet, dict]:
     """`(model, variables)` from a model folder or a training workdir (`weights`: which of the
     workdir's parameters, see `load_workdir_variables`)."""
@@ -80,7 +85,7 @@ def load_model(directory: str, dtype=None, weights: str = "ema") -> tuple[D2LNet
         raise FileNotFoundError(f"no such model folder or training workdir: {directory}")
     model = model_from_config(read_model_json(directory), dtype)
     target = {"params": abstract_variables(model)["params"]}
-    if os.path.isdir(os.path.join(directory, "params")):
+    if is_model_folder(directory):
         with ocp.StandardCheckpointer() as checkpointer:
             return model, checkpointer.restore(os.path.join(directory, "params"), target)
     return model, load_workdir_variables(directory, target, weights)
@@ -105,11 +110,13 @@ def read_jsonl(path: str) -> list[dict]:
 def training_run(workdir: str) -> dict:
     """A workdir's training as one entry of model.json's "runs": what it started from, its
     recipe (config.json), the steps it trained, the wall-clock and CPU hours of the sessions
-    that trained it (sessions.jsonl, written by the trainer) and its learning curve: the
-    validation PSNR at each validated step (metrics.jsonl), when the run validated."""
+    that trained it (sessions.jsonl, written by the trainer), the device they ran on (when
+    recorded) and its learning curve: the validation PSNR at each validated step
+    (metrics.jsonl), when the run validated."""
     with open(os.path.join(workdir, "config.json")) as f:
         config = json.load(f)
     sessions = read_jsonl(os.path.join(workdir, SESSIONS_JSONL))
+    devices = sorted({s["device"] for s in sessions if "device" in s})
     curve = [[row["step"], round(row[BEST_METRIC], 3)]
              for row in read_jsonl(os.path.join(workdir, METRICS_JSONL)) if BEST_METRIC in row]
     return {"init_from": config.get("init_from", ""),
@@ -117,22 +124,39 @@ def training_run(workdir: str) -> dict:
             "steps": max((s["end_step"] for s in sessions), default=None),
             "wall_hours": round(sum(s["wall_s"] for s in sessions) / 3600, 3),
             "cpu_hours": round(sum(s["cpu_s"] for s in sessions) / 3600, 3),
+            **({"device": ", ".join(devices)} if devices else {}),
             "sessions": [{k: s[k] for k in ("date", "start_step", "end_step")} for s in sessions],
             **({"validation_psnr": curve} if curve else {})}
 
 
+def on_accelerator(run: Mapping[str, Any]) -> bool:
+    """Whether a run of model.json's "runs" trained on an accelerator (its "device" is not the
+    CPU); runs that record no device trained on the CPU."""
+    return run.get("device", "cpu") != "cpu"
+
+
+def with_totals(metadata: Mapping[str, Any], runs: list[Mapping[str, Any]]) -> dict:
+    """`metadata` with "runs" and the totals over them: "total_train_steps", "total_cpu_hours"
+    (runs on the CPU) and, when any run trained on an accelerator, "total_accelerator_hours"
+    (their wall-clock hours; the host's CPU time of such a run says nothing of its cost)."""
+    on_cpu = [r for r in runs if not on_accelerator(r)]
+    accelerated = [r for r in runs if on_accelerator(r)]
+    totals = {"total_train_steps": sum(r.get("steps") or 0 for r in runs),
+              "total_cpu_hours": round(sum(r.get("cpu_hours") or 0 for r in on_cpu), 3)}
+    if accelerated:
+        totals["total_accelerator_hours"] = round(sum(r.get("wall_hours") or 0 for r in accelerated), 3)
+    return {**{k: v for k, v in metadata.items() if k != "total_accelerator_hours"}, "runs": list(runs), **totals}
+
+
 def with_history(metadata: Mapping[str, Any], run: Mapping[str, Any], parent: Mapping[str, Any] | None) -> dict:
     """model.json for an export: `metadata` with "runs" (the parent model's runs, then this
-    one), "total_train_steps" and "total_cpu_hours" over them. A parent without "runs" counts
-    as one run of its total_train_steps (hours unknown)."""
+    one) and the totals over them (with_totals). A parent without "runs" counts as one run of
+    its total_train_steps (hours unknown)."""
     earlier = []
     if parent:
         earlier = parent.get("runs") or [{"steps": parent.get("total_train_steps", parent.get("num_train_steps")),
                                           "description": parent.get("training", "")}]
-    runs = [*earlier, dict(run)]
-    return {**metadata, "runs": runs,
-            "total_train_steps": sum(r.get("steps") or 0 for r in runs),
-            "total_cpu_hours": round(sum(r.get("cpu_hours") or 0 for r in runs), 3)}
+    return with_totals(metadata, [*earlier, dict(run)])
 
 
 # ----------------------------------------------------------------------------- training checkpoints

@@ -160,9 +160,12 @@ def training_record(metadata: Mapping[str, Any]) -> str:
     its PSNR (gain over the JPEG) on MEASURED_ON at each measured QF, as far as model.json records
     them ('' when it records neither)."""
     steps, hours = metadata.get("total_train_steps"), metadata.get("total_cpu_hours")
+    accelerator_hours = metadata.get("total_accelerator_hours")
     trained = [f"{steps} steps"] if is_number(steps) and steps else []
     if is_number(hours) and hours:
         trained.append(f"{hours:.1f} CPU-hours")
+    if is_number(accelerator_hours) and accelerator_hours:
+        trained.append(f"{accelerator_hours:.2f} accelerator-hours")
     results = []
     for qf, row in sorted(measured_rows(metadata).items()):
         gain = f" ({row['psnr'] - row['jpeg_psnr']:+.3f})" if is_number(row.get("jpeg_psnr")) else ""

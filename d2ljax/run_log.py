@@ -129,11 +129,13 @@ class StepBar:
 
 def record_session(workdir: str, start_step: int, end_step: int, wall_s: float, cpu_s: float) -> None:
     """Appends one train.py invocation to WORKDIR/sessions.jsonl (process 0): export sums them
-    into model.json's training history (checkpoints.training_run)."""
+    into model.json's training history (checkpoints.training_run). "device" is the kind of
+    device that trained ('cpu', or e.g. 'NVIDIA H100 80GB HBM3'), so that CPU-hours are not
+    mixed with an accelerator's."""
     if jax.process_index() != 0:
         return
     row = {"date": time.strftime("%Y-%m-%d %H:%M", time.gmtime()), "start_step": start_step, "end_step": end_step,
-           "wall_s": round(wall_s, 1), "cpu_s": round(cpu_s, 1)}
+           "wall_s": round(wall_s, 1), "cpu_s": round(cpu_s, 1), "device": jax.devices()[0].device_kind}
     with open(os.path.join(workdir, SESSIONS_JSONL), "a") as f:
         f.write(json.dumps(row) + "\n")
 

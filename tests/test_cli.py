@@ -122,14 +122,15 @@ def test_models_lists_each_with_its_training_and_live1_results(tmp_path, capsys,
     model = D2LNet(in_chn=1, wf=8, depth=2)
     live1 = {"20": {"psnr": 31.5, "jpeg_psnr": 30.25}, "10": {"psnr": 29.0, "jpeg_psnr": 27.75}}
     checkpoints.save_model(str(tmp_path / "blind"), model, random_variables(model), metadata={
-        "qf": "10-95", "total_train_steps": 1200, "total_cpu_hours": 0.7,
+        "qf": "10-95", "total_train_steps": 1200, "total_cpu_hours": 0.7, "total_accelerator_hours": 0.11,
         "results": {"BSDS500": {"10": {"psnr": 1.0}}, "LIVE1": live1}})
     checkpoints.save_model(str(tmp_path / "old"), model, random_variables(model), metadata={"qf": 10})
     checkpoints.save_model(str(tmp_path / "odd"), model, random_variables(model), metadata={  # hand-edited
         "qf": 20, "total_train_steps": "many", "results": {"LIVE1": {"20": {"psnr": 31.0}, "x": {}, "30": "?"}}})
     status, out, err = run_main(capsys, "models")
     assert status == 0 and out.splitlines() == [
-        "blind (gray, QF 10-95): 1200 steps, 0.7 CPU-hours; LIVE1 QF 10: 29.000 dB (+1.250), QF 20: 31.500 dB (+1.250)",
+        "blind (gray, QF 10-95): 1200 steps, 0.7 CPU-hours, 0.11 accelerator-hours; "
+        "LIVE1 QF 10: 29.000 dB (+1.250), QF 20: 31.500 dB (+1.250)",
         "odd (gray, QF 20): LIVE1 QF 20: 31.000 dB", "old (gray, QF 10)"]
     assert str(tmp_path) in err
 

@@ -328,6 +328,7 @@ def test_export_chains_the_training_history(trained, tmp_path):
     assert (run["steps"], run["init_from"], run["recipe"]["learning_rate"]) == (60, "", config.learning_rate)
     assert [(s["start_step"], s["end_step"]) for s in run["sessions"]] == [(0, 60)]
     assert 0 < run["cpu_hours"] and 0 < run["wall_hours"] and history["total_train_steps"] == 60
+    assert run["device"] == "cpu" and "total_accelerator_hours" not in history
     logged = {r["step"]: r["val_psnr"] for r in map(json.loads, open(os.path.join(workdir, "metrics.jsonl")))
               if "val_psnr" in r}
     assert [step for step, _ in run["validation_psnr"]] == [20, 40, 60] == sorted(logged)
@@ -341,6 +342,37 @@ def test_export_chains_the_training_history(trained, tmp_path):
     assert chained["runs"][0] == run and chained["runs"][1]["init_from"] == first
     assert (chained["runs"][1]["steps"], chained["total_train_steps"]) == (4, 64)
     assert chained["total_cpu_hours"] == pytest.approx(run["cpu_hours"] + chained["runs"][1]["cpu_hours"], abs=1e-3)
+
+
+def test_export_copies_a_model_folder_with_new_entries(trained, tmp_path, capsys):
+    """A model folder trained elsewhere (its workdir on a lent GPU machine) is exported again to
+    add results; an accelerator's run counts in accelerator-hours, not CPU-hours."""
+    from d2ljax.__main__ import main
+    _, workdir = trained
+    source = str(tmp_path / "from_gpu")
+    assert main(["export", workdir, source]) == 0
+    metadata = checkpoints.read_model_json(source)
+    (cpu_run,) = metadata["runs"]
+    gpu_run = {**cpu_run, "device": "NVIDIA H100 80GB HBM3", "steps": 500, "wall_hours": 0.11, "cpu_hours": 0.17}
+    with open(os.path.join(source, "model.json"), "w") as f:
+        json.dump({**metadata, "runs": [cpu_run, gpu_run]}, f)
+    rows = [{"dataset": "LIVE1", "mode": "color", "qf": 10, "method": m, "psnr": p, "ssim": 0.5, "psnrb": p,
+             "n_images": 29} for m, p in (("jpeg", 25.6934), ("model", 26.5))]
+    report = tmp_path / "live1.json"
+    report.write_text(json.dumps({"results": rows}))
+    out = str(tmp_path / "shipped")
+    assert main(["export", source, out, "--results", str(report)]) == 0
+    exported = checkpoints.read_model_json(out)
+    assert exported["runs"] == [cpu_run, gpu_run] and exported["results"]["LIVE1"]["10"]["psnr"] == 26.5
+    assert (exported["total_train_steps"], exported["total_accelerator_hours"]) == (560, 0.11)
+    assert exported["total_cpu_hours"] == cpu_run["cpu_hours"]
+    (_, copied), (_, original) = checkpoints.load_model(out), checkpoints.load_model(source)
+    assert jax.tree.all(jax.tree.map(np.array_equal, copied, original))
+    assert main(["export", source, str(tmp_path / "x"), "--weights", "trained"]) == 2
+    assert "is a model folder, which holds one set of parameters" in capsys.readouterr().err
+    assert main(["export", source, source, "--overwrite"]) == 2
+    assert "is SOURCE" in capsys.readouterr().err
+    assert checkpoints.read_model_json(source)["runs"] == [cpu_run, gpu_run]
 
 
 def test_init_from_another_architecture_is_a_clear_error(trained):
