@@ -3,6 +3,7 @@ Ctrl-C to a subprocess."""
 import contextlib
 import os
 import signal
+import subprocess
 import time
 from pathlib import Path
 
@@ -62,6 +63,19 @@ def lowered(fn, *args, platform: str) -> str:
     """The StableHLO text of fn(*args) lowered for `platform` ("cpu", "cuda", "rocm", "tpu": no such
     device needed), traced now: through a fresh function, as JAX caches traces by function."""
     return export.export(jax.jit(lambda *a: fn(*a)), platforms=(platform,))(*args).mlir_module()
+
+
+def _ctrl_c_as_in_a_terminal() -> None:
+    signal.signal(signal.SIGINT, signal.SIG_DFL)
+
+
+def start_interruptible(command: list[str], **popen_kwargs) -> subprocess.Popen:
+    """Starts `command` (stderr piped, text) with SIGINT's default action, as a terminal's
+    foreground job has it: the tests may run as a background job of a non-interactive shell,
+    which starts its children with SIGINT ignored, and Python then never raises
+    KeyboardInterrupt."""
+    return subprocess.Popen(command, stderr=subprocess.PIPE, text=True, preexec_fn=_ctrl_c_as_in_a_terminal,
+                            **popen_kwargs)
 
 
 def interrupt_when(condition, process, timeout: float = 240.0) -> str:

@@ -11,7 +11,7 @@ import pytest
 from PIL import Image
 
 import d2ljax
-from conftest import interrupt_when, random_variables
+from conftest import interrupt_when, random_variables, start_interruptible
 from d2ljax import checkpoints, compile_cache, console, restoration
 from d2ljax.__main__ import main
 from d2ljax.model import D2LNet
@@ -186,9 +186,9 @@ def test_ctrl_c_during_restore_keeps_whole_outputs_and_says_how_many(tmp_path):
     for i, shape in enumerate(shapes):
         Image.fromarray(rng.integers(0, 256, (*shape, 3), dtype=np.uint8)).save(inputs / f"p{i:02d}.jpg", quality=10)
     env = {**os.environ, "XDG_CACHE_HOME": str(tmp_path / "cache"), "D2LJAX_MODELS": ""}
-    process = subprocess.Popen(
+    process = start_interruptible(
         [sys.executable, "-m", "d2ljax", "restore", str(inputs), "-o", str(outdir), "--checkpoint",
-         str(tmp_path / "tiny"), "--bucket", "0"], cwd=REPO, env=env, stderr=subprocess.PIPE, text=True)
+         str(tmp_path / "tiny"), "--bucket", "0"], cwd=REPO, env=env)
     err = interrupt_when(lambda: outdir.is_dir() and any(p.suffix == ".png" for p in outdir.iterdir()), process)
     written = sorted(p.name for p in outdir.iterdir())
     assert process.returncode == 130 and "Traceback" not in err, err
