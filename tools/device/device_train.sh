@@ -34,7 +34,6 @@ say "install the carried wheels"
 run "$py" -m pip install -q --disable-pip-version-check --no-index --find-links .device/wheels \
   grain ml_collections || exit 1
 run nvidia-smi --query-gpu=name,memory.total,driver_version --format=csv
-device=$("$py" -c "import jax; print(jax.devices()[0].device_kind)" 2>/dev/null || echo unknown)
 run "$py" -c "import jax, flax, optax, grain; print('jax', jax.__version__, jax.devices(), 'flax', flax.__version__, 'grain', grain.__version__)"
 
 say "train $config $*"
@@ -43,10 +42,9 @@ say "train exit status $?"
 
 say "summary"
 run "$py" tools/device/train_summary.py "$work" --json "$out/summary.json"
-history=$("$py" tools/device/train_summary.py "$work" --history --device "$device")
 rm -rf "$work/model" "$work/model_trained"
-run "$py" -m d2ljax export "$work" "$work/model" --weights ema --set "history=$history"
-run "$py" -m d2ljax export "$work" "$work/model_trained" --weights trained --set "history=$history"
+run "$py" -m d2ljax export "$work" "$work/model" --weights ema
+run "$py" -m d2ljax export "$work" "$work/model_trained" --weights trained
 say "pack"
 (cd "$work" && tar -czf - model model_trained metrics.jsonl config.json model.json tensorboard) \
   | split -b 15m -d - "$out/model.tar.gz.part-"

@@ -1,7 +1,6 @@
 """What a training run achieved, read from its workdir: throughput, accelerator use, validation.
 
     python tools/device/train_summary.py WORKDIR [--json summary.json] [--peak_tflops 790]
-    python tools/device/train_summary.py WORKDIR --history   # model.json's history, this run appended
 
 From metrics.jsonl (train_lib logs every log_every_steps): patches/s, seconds per step,
 achieved TFLOP/s (d2ljax.model.forward_flops: convolutions only, a step = 3 forward passes) and
@@ -12,7 +11,6 @@ over the logged windows after the first (which holds the compilation).
 from __future__ import annotations
 
 import argparse
-import datetime
 import json
 import os
 import statistics
@@ -50,30 +48,13 @@ def summarise_run(workdir: str, peak_tflops: float = H200_BF16_TFLOPS) -> dict:
     }
 
 
-def history(workdir: str, summary: dict, device: str) -> list[dict]:
-    """model.json's history for the exported model: the init_from model's, then this run."""
-    config = read_json(workdir, "config.json")
-    earlier = []
-    if config.get("init_from"):
-        from d2ljax import checkpoints, pretrained
-        earlier = checkpoints.read_model_json(pretrained.resolve(config["init_from"])).get("history", [])
-    entry = {"date": datetime.date.today().isoformat(), "device": device, "init_from": config.get("init_from") or None,
-             **{k: summary[k] for k in ("steps", "patches", "minutes", "loss", "val_psnr")}}
-    return earlier + [entry]
-
-
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("workdir")
     parser.add_argument("--json", help="also write the summary to this file")
     parser.add_argument("--peak_tflops", type=float, default=H200_BF16_TFLOPS)
-    parser.add_argument("--history", action="store_true", help="print model.json's history with this run")
-    parser.add_argument("--device", default="", help="the device the run used (for --history)")
     args = parser.parse_args()
     summary = summarise_run(args.workdir, args.peak_tflops)
-    if args.history:
-        print(json.dumps(history(args.workdir, summary, args.device)))
-        return
     if args.json:
         with open(args.json, "w") as f:
             json.dump(summary, f, indent=1)
