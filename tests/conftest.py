@@ -4,6 +4,7 @@ import contextlib
 import os
 import signal
 import subprocess
+import sys
 import time
 from pathlib import Path
 
@@ -65,16 +66,18 @@ def lowered(fn, *args, platform: str) -> str:
     return export.export(jax.jit(lambda *a: fn(*a)), platforms=(platform,))(*args).mlir_module()
 
 
-def _ctrl_c_as_in_a_terminal() -> None:
-    signal.signal(signal.SIGINT, signal.SIG_DFL)
+# Resets SIGINT to its default action, then becomes the Python command given after it.
+_WITH_CTRL_C = ("import os, signal, sys; signal.signal(signal.SIGINT, signal.SIG_DFL); "
+                "os.execv(sys.executable, [sys.executable, *sys.argv[1:]])")
 
 
-def start_interruptible(command: list[str], **popen_kwargs) -> subprocess.Popen:
-    """Starts `command` (stderr piped, text) with SIGINT's default action, as a terminal's
-    foreground job has it: the tests may run as a background job of a non-interactive shell,
-    which starts its children with SIGINT ignored, and Python then never raises
-    KeyboardInterrupt."""
-    return subprocess.Popen(command, stderr=subprocess.PIPE, text=True, preexec_fn=_ctrl_c_as_in_a_terminal,
+def start_interruptible(python_args: list[str], **popen_kwargs) -> subprocess.Popen:
+    """Starts `python PYTHON_ARGS...` (stderr piped, text) with SIGINT's default action, as a
+    terminal's foreground job has it: the tests may run as a background job of a
+    non-interactive shell, which starts its children with SIGINT ignored, and Python then never
+    raises KeyboardInterrupt. (Resetting it in a preexec_fn would fork this multithreaded
+    process.)"""
+    return subprocess.Popen([sys.executable, "-c", _WITH_CTRL_C, *python_args], stderr=subprocess.PIPE, text=True,
                             **popen_kwargs)
 
 

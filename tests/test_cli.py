@@ -187,7 +187,7 @@ def test_ctrl_c_during_restore_keeps_whole_outputs_and_says_how_many(tmp_path):
         Image.fromarray(rng.integers(0, 256, (*shape, 3), dtype=np.uint8)).save(inputs / f"p{i:02d}.jpg", quality=10)
     env = {**os.environ, "XDG_CACHE_HOME": str(tmp_path / "cache"), "D2LJAX_MODELS": ""}
     process = start_interruptible(
-        [sys.executable, "-m", "d2ljax", "restore", str(inputs), "-o", str(outdir), "--checkpoint",
+        ["-m", "d2ljax", "restore", str(inputs), "-o", str(outdir), "--checkpoint",
          str(tmp_path / "tiny"), "--bucket", "0"], cwd=REPO, env=env)
     err = interrupt_when(lambda: outdir.is_dir() and any(p.suffix == ".png" for p in outdir.iterdir()), process)
     written = sorted(p.name for p in outdir.iterdir())

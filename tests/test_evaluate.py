@@ -321,7 +321,6 @@ def test_ctrl_c_writes_the_finished_pairs(tmp_path):
     """SIGINT to evaluate.py once the first image x QF pair is counted (the second image's first
     output is saved only after that; the first's comparison picture is saved just before it); the
     next images have other sizes, so the model compiles again (seconds) and the signal lands mid-run."""
-    import sys
     from d2ljax.checkpoints import save_model
     from d2ljax.model import D2LNet
 
@@ -335,7 +334,7 @@ def test_ctrl_c_writes_the_finished_pairs(tmp_path):
         Image.fromarray(rng.integers(0, 256, (*shape, 3), dtype=np.uint8)).save(folder / f"img{i}.png")
     output, images = tmp_path / "res.json", tmp_path / "images"
     process = start_interruptible(
-        [sys.executable, str(REPO / "evaluate.py"), f"--dataset={folder}", "--mode=color", "--qf=10",
+        [str(REPO / "evaluate.py"), f"--dataset={folder}", "--mode=color", "--qf=10",
          f"--checkpoint={tmp_path / 'tiny'}", f"--output={output}", f"--save_images={images}"], cwd=tmp_path)
     err = interrupt_when(lambda: any(images.glob("set/color/qf10/*/img1.png")), process)
     report = json.loads(output.read_text())
