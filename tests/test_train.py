@@ -298,13 +298,19 @@ def test_export_writes_a_model_folder_once(trained, tmp_path, capsys):
     assert main(["export", workdir, str(tmp_path / "other"), "--set", "qf"]) == 2
 
 
+def live1_report(folder, method: str, psnr: float):
+    """An evaluate.py report (path, rows) of LIVE1 colour at QF 10: the JPEG row and `method`'s."""
+    rows = [{"dataset": "LIVE1", "mode": "color", "qf": 10, "method": m, "psnr": p, "ssim": 0.5, "psnrb": p - 1,
+             "n_images": 29} for m, p in (("jpeg", 25.6934), (method, psnr))]
+    report = folder / "live1.json"
+    report.write_text(json.dumps({"results": rows}))
+    return report, rows
+
+
 def test_export_records_the_results_of_evaluate_reports(trained, tmp_path, capsys):
     from d2ljax.__main__ import main
     _, workdir = trained
-    rows = [{"dataset": "LIVE1", "mode": "color", "qf": 10, "method": m, "psnr": p, "ssim": 0.5, "psnrb": p - 1,
-             "n_images": 29} for m, p in (("jpeg", 25.6934), ("run", 26.0416))]
-    report = tmp_path / "live1.json"
-    report.write_text(json.dumps({"results": rows}))
+    report, rows = live1_report(tmp_path, "run", 26.0416)
     out = str(tmp_path / "model")
     assert main(["export", workdir, out, "--results", str(report)]) == 0
     metadata = checkpoints.read_model_json(out)
@@ -356,10 +362,7 @@ def test_export_copies_a_model_folder_with_new_entries(trained, tmp_path, capsys
     gpu_run = {**cpu_run, "device": "NVIDIA H100 80GB HBM3", "steps": 500, "wall_hours": 0.11, "cpu_hours": 0.17}
     with open(os.path.join(source, "model.json"), "w") as f:
         json.dump({**metadata, "runs": [cpu_run, gpu_run]}, f)
-    rows = [{"dataset": "LIVE1", "mode": "color", "qf": 10, "method": m, "psnr": p, "ssim": 0.5, "psnrb": p,
-             "n_images": 29} for m, p in (("jpeg", 25.6934), ("model", 26.5))]
-    report = tmp_path / "live1.json"
-    report.write_text(json.dumps({"results": rows}))
+    report, _ = live1_report(tmp_path, "model", 26.5)
     out = str(tmp_path / "shipped")
     assert main(["export", source, out, "--results", str(report)]) == 0
     exported = checkpoints.read_model_json(out)
