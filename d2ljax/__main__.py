@@ -170,20 +170,17 @@ def parent_metadata(init_from: str) -> dict | None:
         return None
 
 
-def export_metadata(source: str, weights: str | None) -> dict:
+def export_metadata(source: str, weights: str) -> dict:
     """model.json for an export of `source`. A training workdir's gets the training history (the
     runs of the model it started from, then this workdir's) and which of its parameters were
     exported; a model folder's (e.g. one trained on a lent machine whose workdir stayed there)
     is kept, with its totals recounted."""
     metadata = checkpoints.read_model_json(source)
     if checkpoints.is_model_folder(source):
-        if weights is not None:
-            raise ValueError(f"--weights {weights}: {source} is a model folder, which holds one set of "
-                             "parameters; --weights chooses among a training workdir's")
         return checkpoints.with_totals(metadata, metadata["runs"]) if "runs" in metadata else metadata
     parent = parent_metadata(metadata.get("init_from", ""))
     metadata = checkpoints.with_history(metadata, checkpoints.training_run(source), parent)
-    return {**metadata, "weights": weights or "ema"}
+    return {**metadata, "weights": weights}
 
 
 def run_export(args: argparse.Namespace) -> int:
@@ -192,13 +189,17 @@ def run_export(args: argparse.Namespace) -> int:
     check_new_folder(args.outdir, args.overwrite)
     if os.path.realpath(args.outdir) == os.path.realpath(args.workdir):
         raise ValueError(f"OUT_DIR {args.outdir}: is SOURCE; export to a new folder, then replace SOURCE with it")
+    if args.weights and checkpoints.is_model_folder(args.workdir):
+        raise ValueError(f"--weights {args.weights}: {args.workdir} is a model folder, which holds one set of "
+                         "parameters; --weights chooses among a training workdir's")
+    weights = args.weights or "ema"
     settings = parse_settings(args.set)
     if args.results:
         rows = [row for path in args.results for row in read_results(path)]
         settings = {"results": evaluation.model_results(rows),
                     "results_protocol": evaluation.RESULTS_PROTOCOL, **settings}
-    metadata = export_metadata(args.workdir, args.weights)
-    model, variables = checkpoints.load_model(args.workdir, weights=args.weights or "ema")
+    metadata = export_metadata(args.workdir, weights)
+    model, variables = checkpoints.load_model(args.workdir, weights=weights)
     checkpoints.save_model(args.outdir, model, variables, overwrite=args.overwrite,
                            metadata={**metadata, **settings})
     print(f"exported {args.workdir} -> {args.outdir}", file=sys.stderr)
