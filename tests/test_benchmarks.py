@@ -117,3 +117,20 @@ def test_never_worse_chooses_the_best_mean_among_strengths_that_lose_nothing():
     assert never_worse.choose_strength({0.0: [0, 0], 0.5: [0.1, 0.1], 1.0: [0.1, 0.1]}) == 0.5
     # Every strength loses on some photo: leave the JPEG as it is.
     assert never_worse.choose_strength({0.0: [0, 0], 0.5: [0.4, -0.3], 1.0: [0.8, -0.9]}) == 0.0
+
+
+def test_learning_curve_reads_the_shipped_models_history():
+    """The first gray_blind point is the 1500-step model the campaign started from (LIVE1 28.829 /
+    31.223 / 32.433, as its issue quotes), found across the weights folder's rename; steps only
+    grow, and the newest point is the model.json in the working tree's HEAD."""
+    import subprocess
+    from benchmarks import learning_curve
+    if subprocess.run(["git", "-C", str(learning_curve.ROOT), "rev-parse", "--is-shallow-repository"],
+                      capture_output=True, text=True).stdout.strip() != "false":
+        pytest.skip("needs a full git checkout (the models' history)")
+    points = learning_curve.curve("gray_blind", "LIVE1")
+    assert (points[0]["steps"], points[0]["psnr"]) == (1500, {"10": 28.829, "20": 31.223, "30": 32.433})
+    assert all(a["steps"] < b["steps"] for a, b in zip(points, points[1:]))
+    head = json.loads(learning_curve.git("show", "HEAD:d2ljax/weights/gray_blind/model.json"))
+    assert points[-1]["steps"] == head["total_train_steps"]
+    assert points[-1]["psnr"] == {qf: row["psnr"] for qf, row in head["results"]["LIVE1"].items()}

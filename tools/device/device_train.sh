@@ -9,7 +9,7 @@
 # the sets were not carried), and leaves in
 # OUT_DIR what the device tool brings back (at most 8 files of at most 16 MB):
 #   log.txt                 everything printed, written as it goes (survives a cut-off run)
-#   summary.json            patches/s, step time, TFLOP/s and share of the H200's peak,
+#   summary.json            patches/s, step time, TFLOP/s and share of the bf16 matrix peak,
 #                           input wait per step, validation PSNR by minute (train_summary.py)
 #   eval.json               evaluate.py's report (its table is in log.txt)
 #   model.tar.gz.part-NN    model/ (EMA) and model_trained/ (model folders), metrics.jsonl,

@@ -4,7 +4,8 @@
 
 From metrics.jsonl (train_lib logs every log_every_steps): patches/s, seconds per step,
 achieved TFLOP/s (d2ljax.model.forward_flops: convolutions only, a step = 3 forward passes) and
-its fraction of --peak_tflops (the H200's measured dense bf16 rate by default), the input
+its fraction of --peak_tflops (the dense bf16 matrix rate measured on both the lent H100 and
+H200 by default: a float32 run, which the matrix units take as TF32, has a lower ceiling), the input
 pipeline's wait per step, and validation PSNR against minutes. Steady-state figures are medians
 over the logged windows after the first (which holds the compilation).
 """
@@ -15,7 +16,7 @@ import json
 import os
 import statistics
 
-H200_BF16_TFLOPS = 790.0  # measured on the lent H200 (device tool's KINDS.md): 769-798
+HOPPER_BF16_TFLOPS = 790.0  # measured on the lent H100 and H200 (device tool's KINDS.md): 769-798
 
 
 def read_rows(workdir: str) -> list[dict]:
@@ -28,7 +29,7 @@ def read_json(workdir: str, name: str) -> dict:
         return json.load(f)
 
 
-def summarise_run(workdir: str, peak_tflops: float = H200_BF16_TFLOPS) -> dict:
+def summarise_run(workdir: str, peak_tflops: float = HOPPER_BF16_TFLOPS) -> dict:
     """The run's figures (see the module docstring)."""
     rows, config = read_rows(workdir), read_json(workdir, "config.json")
     steady = rows[1:] or rows
@@ -52,7 +53,7 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("workdir")
     parser.add_argument("--json", help="also write the summary to this file")
-    parser.add_argument("--peak_tflops", type=float, default=H200_BF16_TFLOPS)
+    parser.add_argument("--peak_tflops", type=float, default=HOPPER_BF16_TFLOPS)
     args = parser.parse_args()
     summary = summarise_run(args.workdir, args.peak_tflops)
     if args.json:
@@ -60,7 +61,8 @@ def main() -> None:
             json.dump(summary, f, indent=1)
     print(f"{summary['steps']} steps, {summary['patches']} patches in {summary['minutes']:.1f} min; "
           f"{summary['patches_per_s']:.1f} patches/s, {1000 * summary['step_s']:.1f} ms/step, "
-          f"{summary['tflops_per_s']:.2f} TFLOP/s ({100 * summary['peak_fraction']:.1f}% of {args.peak_tflops:g}), "
+          f"{summary['tflops_per_s']:.2f} TFLOP/s ({100 * summary['peak_fraction']:.1f}% of {args.peak_tflops:g}; "
+          f"{summary['model']['dtype']} model), "
           f"input wait {1000 * summary['input_wait_s']:.1f} ms/step ({100 * summary['input_wait_fraction']:.0f}%)")
     for minute, psnr in summary["val_psnr_by_minute"]:
         print(f"  {minute:6.2f} min: validation PSNR {psnr:.3f} dB")
