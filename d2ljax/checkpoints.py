@@ -150,13 +150,15 @@ def with_totals(metadata: Mapping[str, Any], runs: list[Mapping[str, Any]]) -> d
 
 def with_history(metadata: Mapping[str, Any], run: Mapping[str, Any], parent: Mapping[str, Any] | None) -> dict:
     """model.json for an export: `metadata` with "runs" (the parent model's runs, then this
-    one) and the totals over them (with_totals). A parent without "runs" counts as one run of
+    one), the totals over them (with_totals) and "num_train_steps", the steps this run trained
+    (a budget run's config holds only a ceiling). A parent without "runs" counts as one run of
     its total_train_steps (hours unknown)."""
     earlier = []
     if parent:
         earlier = parent.get("runs") or [{"steps": parent.get("total_train_steps", parent.get("num_train_steps")),
                                           "description": parent.get("training", "")}]
-    return with_totals(metadata, [*earlier, dict(run)])
+    steps = {"num_train_steps": run["steps"]} if run.get("steps") is not None else {}
+    return with_totals({**metadata, **steps}, [*earlier, dict(run)])
 
 
 # ----------------------------------------------------------------------------- training checkpoints

@@ -78,8 +78,7 @@ def write_run_files(workdir: str, config: ml_collections.ConfigDict, model: D2LN
     with open(os.path.join(workdir, "config.json"), "w") as f:
         f.write(config.to_json_best_effort(indent=2))
     facts = {"mode": config.mode, "qf": trained_qualities(config), "trained_by": "d2ljax.train_lib",
-             "train_data": config.train_data, "num_train_steps": config.num_train_steps,
-             **({"init_from": config.init_from} if config.init_from else {})}
+             "train_data": config.train_data, **({"init_from": config.init_from} if config.init_from else {})}
     with open(os.path.join(workdir, checkpoints.MODEL_JSON), "w") as f:
         json.dump({**checkpoints.model_config(model), **facts}, f, indent=2)
 

@@ -249,6 +249,7 @@ def test_workdir_loads_as_the_best_ema_model(trained):
         saved = manager.restore(best)
     jax.tree.map(np.testing.assert_array_equal, variables["params"], saved["ema_params"])
     assert json.load(open(os.path.join(workdir, "config.json")))["num_train_steps"] == 60
+    assert "num_train_steps" not in checkpoints.read_model_json(workdir)  # the config's is a ceiling, not a fact
 
 
 def test_a_workdir_exports_its_best_checkpoint_not_its_latest(tmp_path):
@@ -321,6 +322,14 @@ def test_export_records_the_results_of_evaluate_reports(trained, tmp_path, capsy
     assert main(["export", workdir, str(tmp_path / "mixed"), "--results", str(report)]) == 2
     assert "2 methods besides JPEG (other, run)" in capsys.readouterr().err
     assert not (tmp_path / "mixed").exists()
+
+
+def test_export_records_the_steps_a_budget_run_trained_not_its_ceiling():
+    """A budget run's config.num_train_steps is a ceiling (often 10**9); model.json's
+    num_train_steps is what the run trained."""
+    run = {"steps": 1234, "cpu_hours": 0.5}
+    exported = checkpoints.with_history({"num_train_steps": 10**9, "mode": "gray"}, run, {"total_train_steps": 100})
+    assert (exported["num_train_steps"], exported["total_train_steps"]) == (1234, 1334)
 
 
 def test_export_chains_the_training_history(trained, tmp_path):
