@@ -19,7 +19,7 @@ from typing import Optional
 
 ROOT = pathlib.Path(__file__).parents[1]
 WEIGHTS = "d2ljax/weights"
-MODELS = ("color_blind", "color_qf10", "gray_blind", "gray_qf10", "gray_qf20")
+MODELS = sorted(p.name for p in (ROOT / WEIGHTS).iterdir() if (p / "model.json").is_file())
 
 
 def git(*args: str) -> str:
@@ -51,14 +51,17 @@ def point(commit: str, date: str, metadata: dict, dataset: str) -> dict:
             "psnr": {qf: row["psnr"] for qf, row in sorted(results.items(), key=lambda item: int(item[0]))}}
 
 
+def measured(p: dict) -> tuple:
+    """What a point says, its commit and date aside: two commits with the same are one point."""
+    return p["steps"], p["cpu_hours"], p["accelerator_hours"], p["psnr"]
+
+
 def curve(name: str, dataset: str) -> list[dict]:
     """The model's distinct points, oldest first."""
     points = []
     for commit, date, path in versions(name):
-        metadata = json.loads(git("show", f"{commit}:{path}"))
-        new = point(commit, date, metadata, dataset)
-        key = lambda p: (p["steps"], p["cpu_hours"], p["accelerator_hours"], p["psnr"])
-        if new["psnr"] and (not points or key(points[-1]) != key(new)):
+        new = point(commit, date, json.loads(git("show", f"{commit}:{path}")), dataset)
+        if new["psnr"] and (not points or measured(points[-1]) != measured(new)):
             points.append(new)
     return points
 
